@@ -1,0 +1,3 @@
+from genrm.cli import main
+
+raise SystemExit(main())

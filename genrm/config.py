@@ -1,0 +1,179 @@
+"""Configuration: schema validation with readable errors, and the derived lists
+(judges, GenRMs) that the rule files turn into targets."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def _with_defaults(validator_class, root: dict):
+    """A validator that also fills in schema defaults (jsonschema's documented recipe)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                sub = _resolve(root, sub)
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _resolve(schema: dict, node: dict) -> dict:
+    ref = node.get("$ref")
+    if ref and ref.startswith("#/"):
+        for part in ref[2:].split("/"):
+            schema = schema[part]
+        return schema
+    return node
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+    kw, schema = error.validator, error.schema
+    if kw == "enum":
+        return f"{where}: {error.instance!r} is not allowed; allowed values: {', '.join(map(str, error.validator_value))}"
+    if kw == "additionalProperties" and error.validator_value is False:
+        allowed = sorted(schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        return f"{where}: unknown key(s) {', '.join(extra)}; allowed keys: {', '.join(allowed)}"
+    if kw == "propertyNames":
+        names = schema["propertyNames"]
+        if "enum" in names:
+            extra = [k for k in error.instance if k not in names["enum"]]
+            return f"{where}: unknown key(s) {', '.join(extra)}; allowed keys: {', '.join(names['enum'])}"
+        return f"{where}: key names must match {names.get('pattern')}"
+    return f"{where}: {error.message}"
+
+
+def validate(config: dict) -> dict:
+    """Validate ``config`` in place (filling defaults); raise ConfigError listing every problem."""
+    schema = load_schema()
+    validator = _with_defaults(jsonschema.Draft202012Validator, schema)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    problems = [_describe(e) for e in errors]
+    if not problems:
+        problems = _cross_reference_problems(config)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return config
+
+
+def _cross_reference_problems(config: dict) -> list[str]:
+    problems = []
+    models, methods = config["models"], config["methods"]
+    for model, wanted in config["genrms"].items():
+        if model not in models:
+            problems.append(f"genrms.{model}: unknown model; allowed: {', '.join(models)}")
+        for method in wanted:
+            if method not in methods:
+                problems.append(f"genrms.{model}: unknown method {method!r}; allowed: {', '.join(methods)}")
+    for section, entries in (("models", models), ("external_judges", config.get("external_judges", {}))):
+        for name, entry in entries.items():
+            if entry["source"] == "tiny" and "tiny" not in entry:
+                problems.append(f"{section}.{name}: source 'tiny' needs a 'tiny' block")
+    clash = set(models) & set(config.get("external_judges", {}))
+    if clash:
+        problems.append(f"external_judges: names also used by models: {', '.join(sorted(clash))}")
+    return problems
+
+
+def load(path: str | Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        config = yaml.safe_load(f) or {}
+    return validate(config)
+
+
+# --- derived lists ------------------------------------------------------------
+
+GENRM_SEP = "__"
+
+
+@dataclass(frozen=True)
+class Judge:
+    """One row of the results tables: something that judges RewardBench."""
+
+    name: str  # directory under results/eval/
+    kind: str  # base | genrm | external
+    type: str  # generative | classifier
+    family: str
+    label: str
+    method: str
+    size: str
+    model: str  # the models/external_judges key whose weights it starts from
+    genrm_method: str | None = None  # set for kind == genrm
+
+    @property
+    def ours(self) -> bool:
+        return self.kind == "genrm"
+
+
+def genrm_name(model: str, method: str) -> str:
+    return f"{model}{GENRM_SEP}{method}"
+
+
+def genrms(config: dict) -> list[tuple[str, str]]:
+    return [(m, meth) for m, methods in config["genrms"].items() for meth in methods]
+
+
+def judges(config: dict) -> list[Judge]:
+    out = []
+    for name, m in config["models"].items():
+        out.append(Judge(name, "base", "generative", m["family"], m["label"], "LLM-as-a-Judge", m["size"], name))
+        for model, method in genrms(config):
+            if model == name:
+                out.append(
+                    Judge(genrm_name(model, method), "genrm", "generative", m["family"], m["genrm_label"],
+                          config["methods"][method]["label"], m["size"], model, method)
+                )
+    for name, e in config.get("external_judges", {}).items():
+        out.append(Judge(name, "external", e["type"], e["family"], e["label"], e["method"], e["size"], name))
+    return out
+
+
+def judge_by_name(config: dict, name: str) -> Judge:
+    for j in judges(config):
+        if j.name == name:
+            return j
+    raise KeyError(name)
+
+
+def model_entry(config: dict, name: str) -> dict:
+    """The models/external_judges entry for a name."""
+    if name in config["models"]:
+        return config["models"][name]
+    return config["external_judges"][name]
+
+
+def train_settings(config: dict, model: str) -> dict:
+    """What the training backend gets for one base model."""
+    backend = config["train"]["backend"]
+    return dict(config["train"].get(backend, {}))
+
+
+def judge_settings(config: dict, judge: Judge) -> dict:
+    """What the judging backend gets for one judge."""
+    return dict(config["judge"])
+
+
+def table_row(judge: Judge) -> dict:
+    """The identity of a judge in the results tables."""
+    return {"judge": judge.name, "family": judge.family, "model": judge.label, "method": judge.method,
+            "ours": judge.ours}

@@ -1,0 +1,42 @@
+# Config validation, wildcard constraints and target lists: thin wrappers over genrm.
+import json
+import re
+import shlex
+
+from snakemake.exceptions import WorkflowError
+
+import genrm.config as gconfig
+
+try:
+    gconfig.validate(config)  # fills defaults; fails before any job starts
+except gconfig.ConfigError as error:
+    raise WorkflowError(str(error))
+
+JUDGES = {j.name: j for j in gconfig.judges(config)}
+GENRMS = gconfig.genrms(config)
+FETCHED = list(config["models"]) + list(config["external_judges"])
+
+
+def _alternatives(names):
+    return "|".join(re.escape(n) for n in sorted(set(names), key=len, reverse=True))
+
+
+wildcard_constraints:
+    judge=_alternatives(JUDGES),
+    model=_alternatives(config["models"]),
+    method=_alternatives(config["methods"]),
+    name=_alternatives(FETCHED),
+    kind="preferences|rewardbench",
+
+
+def as_arg(obj):
+    """A Python object as one shell-quoted JSON argument."""
+    return shlex.quote(json.dumps(obj, sort_keys=True))
+
+
+def all_targets():
+    return [
+        "results/tables/results.csv",
+        "results/tables/results.md",
+        *expand("results/sft/{method}/stats.json", method=config["methods"]),
+    ]

@@ -1,0 +1,21 @@
+# Preference pairs -> SFT rows, one file per training method.
+
+
+rule format_sft:
+    input:
+        "resources/data/preferences.jsonl",
+    output:
+        rows="results/sft/{method}/rows.jsonl",
+        stats="results/sft/{method}/stats.json",
+    params:
+        ratio=lambda w: config["methods"][w.method]["correct_ratio"],
+    log:
+        "logs/format_sft/{method}.log",
+    benchmark:
+        "benchmarks/format_sft/{method}.tsv"
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m genrm format-sft --preferences {input} --method {wildcards.method}"
+        " --correct-ratio {params.ratio} --seed {config[seed]}"
+        " --out {output.rows} --stats {output.stats} > {log} 2>&1"
