@@ -1,5 +1,6 @@
 # Config validation, wildcard constraints and target lists: thin wrappers over genrm.
 import json
+import os
 import re
 import shlex
 
@@ -11,6 +12,12 @@ try:
     gconfig.validate(config)  # fills defaults; fails before any job starts
 except gconfig.ConfigError as error:
     raise WorkflowError(str(error))
+
+# Jobs run `python -m genrm` from the working directory, which need not be the
+# repository: put the package on the import path of every job.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p
+)
 
 JUDGES = {j.name: j for j in gconfig.judges(config)}
 GENRMS = gconfig.genrms(config)
