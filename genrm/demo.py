@@ -29,10 +29,11 @@ def _question(rng: random.Random) -> str:
 
 
 def _answer(rng: random.Random, quality: tuple[str, ...], noun: str) -> str:
-    words = [rng.choice(FILLER) for _ in range(rng.randint(2, 10))]
-    for _ in range(rng.randint(1, 3)):
+    """Some filler words, maybe a quality word among them, and always one at the end."""
+    words = [rng.choice(FILLER) for _ in range(rng.randint(1, 6))]
+    if rng.random() < 0.5:
         words.insert(rng.randint(0, len(words)), rng.choice(quality))
-    return f"The {noun} answer: " + " ".join(words) + "."
+    return f"The {noun} answer: " + " ".join(words) + " " + rng.choice(quality) + "."
 
 
 def _pair(rng: random.Random) -> tuple[str, str, str]:

@@ -16,6 +16,7 @@ PROMPT_TEMPLATE: str = (
 VERDICT_A = "[[A]]"
 VERDICT_B = "[[B]]"
 _VERDICT_RE = re.compile(r"\[\[(A|B)\]\]")
+_PLACEHOLDER_RE = re.compile(r"\{(question|response_a|response_b)\}")
 
 
 def render_question(messages: list[dict]) -> str:
@@ -30,12 +31,10 @@ def render_question(messages: list[dict]) -> str:
 
 
 def render_judge_prompt(question: str, response_a: str, response_b: str) -> str:
-    """Fill the judge template. ``str.format`` is not used: answers contain braces."""
-    return (
-        PROMPT_TEMPLATE.replace("{question}", question, 1)
-        .replace("{response_a}", response_a, 1)
-        .replace("{response_b}", response_b, 1)
-    )
+    """Fill the judge template in one pass over the template: inserted text is never
+    scanned again, so answers may contain braces or even the placeholder names."""
+    values = {"question": question, "response_a": response_a, "response_b": response_b}
+    return _PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], PROMPT_TEMPLATE)
 
 
 def judge_messages(question: str, response_a: str, response_b: str) -> list[dict]:
