@@ -1,21 +1,58 @@
-"""Judging RewardBench.
+"""Judging RewardBench: the shared, backend-independent part.
 
-Generative judges see every example twice (chosen as A, then chosen as B),
-decode greedily and are read by the last verdict in their output.
+A generative judge sees every example twice (chosen as A, then chosen as B).
+Two modes, on both backends (``genrm.prefix_cache`` for transformers,
+``genrm.vllm_backend`` for vLLM):
+
+- ``generate``: greedy decoding up to ``max_new_tokens``; the verdict is the
+  last ``[[A]]``/``[[B]]`` in the text (``genrm.protocol.parse_verdict``).
+- ``logprob``: the common token prefix of ``[[A]]`` and ``[[B]]`` (for most
+  tokenizers ``[[``, found from the tokenizer by ``verdict_tokens``) is
+  appended after the generation prompt; one forward pass gives the next-token
+  log-probabilities of the two verdict tokens. The verdict is the larger; the
+  score P(A)/(P(A)+P(B)) is kept per order.
+
 Classifiers (Bradley-Terry reward models) score both answers; the higher wins.
-Prompts that do not fit the context are shortened by ``shorten_example``.
+
+Everything that decides *what* a judge sees lives here and is shared by the
+backends: prompt rendering and tokenization, the shortening policy for prompts
+that do not fit the context, the verdict tokens, and the prediction rows. Jobs
+are written in shards (``genrm.shards``) so a killed job resumes where it
+stopped. See docs/judging.md.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import dataclass
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from genrm.io import read_jsonl, write_jsonl
-from genrm.protocol import bradley_terry_score, example_score, judge_messages, parse_verdict
+from genrm.protocol import (
+    VERDICT_A,
+    VERDICT_B,
+    bradley_terry_score,
+    example_score,
+    judge_messages,
+    parse_verdict,
+)
 
 log = logging.getLogger(__name__)
+
+MODES = ("generate", "logprob")
 OMITTED = "\n[... {n} tokens omitted ...]\n"
+FIELDS = ("question", "chosen", "rejected")
+# Settings that change what a job computes: a shard made under other values is not reused.
+RESULT_SETTINGS = ("mode", "max_new_tokens", "max_model_len")
+ROW_FORMAT = 2  # bump when the prediction rows change shape
+
+
+# --- examples and the shortening policy -----------------------------------------
 
 
 @dataclass
@@ -34,67 +71,351 @@ class Example:
         return judge_messages(self.question, a, b)
 
 
-def cut_middle(tokenizer, text: str, keep: int) -> str:
-    """Keep the first and last ``keep // 2`` tokens of ``text`` with a visible marker between."""
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    if len(ids) <= keep:
-        return text
-    head, tail = keep - keep // 2, keep // 2
-    return (tokenizer.decode(ids[:head]) + OMITTED.format(n=len(ids) - keep)
-            + (tokenizer.decode(ids[-tail:]) if tail else ""))
-
-
-def prompt_length(tokenizer, messages: list[dict]) -> int:
-    return len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)["input_ids"])
-
-
-def shorten_example(tokenizer, ex: Example, budget: int) -> Example:
-    """Fit an example's judge prompt into ``budget`` tokens, deterministically.
-
-    Policy: while the prompt is too long, the longest of (question, chosen,
-    rejected) loses tokens from its middle, replaced by a marker that says how
-    many were omitted. Both orders use the same shortened texts, so the
-    comparison stays fair. The example is flagged ``shortened``.
-    """
-    for _ in range(12):
-        over = prompt_length(tokenizer, ex.messages(True)) - budget
-        if over <= 0:
-            return ex
-        fields = {f: len(tokenizer.encode(getattr(ex, f), add_special_tokens=False))
-                  for f in ("question", "chosen", "rejected")}
-        longest = max(fields, key=fields.get)
-        keep = max(fields[longest] - over - 16, 0)
-        setattr(ex, longest, cut_middle(tokenizer, getattr(ex, longest), keep))
-        ex.shortened = True
-    raise ValueError(f"example {ex.id} cannot be shortened into {budget} tokens: the template alone is too long")
-
-
-def load_examples(data: str) -> list[Example]:
+def load_examples(data: str | os.PathLike) -> list[Example]:
     return [Example(r["id"], r["subset"], r["prompt"], r["chosen"], r["rejected"]) for r in read_jsonl(data)]
 
 
-def judge(judge_type: str, model: str, data: str, out: str, settings: dict) -> None:
-    import torch
+def cut_middle_ids(tokenizer, ids: Sequence[int], keep: int) -> str:
+    """The text of ``ids`` with all but the first ``keep - keep // 2`` and the last
+    ``keep // 2`` tokens replaced by a visible marker that says how many were omitted."""
+    if len(ids) <= keep:
+        return tokenizer.decode(ids)
+    head, tail = keep - keep // 2, keep // 2
+    return (tokenizer.decode(ids[:head]) + OMITTED.format(n=len(ids) - keep)
+            + (tokenizer.decode(ids[len(ids) - tail:]) if tail else ""))
 
-    torch.set_num_threads(settings.get("threads", 2))
-    examples = load_examples(data)
-    backend = settings.get("backend", "transformers")
-    if judge_type == "classifier":
-        rows = judge_classifier(model, examples, settings)
-    elif backend == "transformers":
-        rows = judge_generative_transformers(model, examples, settings)
-    else:
-        from genrm.vllm_backend import judge_generative_vllm
 
-        rows = judge_generative_vllm(model, examples, settings)
-    write_jsonl(out, rows)
+def cut_middle(tokenizer, text: str, keep: int) -> str:
+    """``text`` cut to ``keep`` tokens from its middle (unchanged if it is short enough)."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    return text if len(ids) <= keep else cut_middle_ids(tokenizer, ids, keep)
+
+
+def prompt_length(tokenizer, messages: list[dict]) -> int:
+    """Tokens of a conversation rendered by the chat template with the generation prompt."""
+    return len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)["input_ids"])
+
+
+def judge_prompt_length(tokenizer, ex: Example) -> int:
+    """The longer of an example's two judge prompts (the orders can differ by a token or two)."""
+    return max(prompt_length(tokenizer, ex.messages(order)) for order in (True, False))
+
+
+def classifier_length(tokenizer, ex: Example) -> int:
+    return max(len(tokenizer.apply_chat_template(classifier_messages(ex.question, answer), tokenize=True)["input_ids"])
+               for answer in (ex.chosen, ex.rejected))
+
+
+def shorten_example(tokenizer, ex: Example, budget: int,
+                    length: Callable[[object, Example], int] = judge_prompt_length) -> Example:
+    """Fit an example into ``budget`` tokens, deterministically; return it unchanged if it fits.
+
+    Policy (water-filling): every text of the example (question, chosen,
+    rejected) longer than a cap ``c`` tokens keeps its first ``c - c // 2`` and
+    last ``c // 2`` tokens, with a visible marker ``[... n tokens omitted ...]``
+    between them; ``c`` is the largest cap under which the prompt fits. Short
+    texts are never touched, the longest lose the most, both orders use the
+    same texts, so the comparison stays fair. The result is flagged
+    ``shortened``; the judge counts it.
+    """
+    if length(tokenizer, ex) <= budget:
+        return ex
+    ids = {f: tokenizer.encode(getattr(ex, f), add_special_tokens=False) for f in FIELDS}
+
+    def capped(cap: int) -> Example:
+        texts = {f: (cut_middle_ids(tokenizer, ids[f], cap) if len(ids[f]) > cap else getattr(ex, f)) for f in FIELDS}
+        return replace(ex, **texts, shortened=True)
+
+    lo, hi = 0, max(len(v) for v in ids.values()) - 1  # the largest fitting cap lies in [lo, hi]
+    if length(tokenizer, capped(0)) > budget:
+        raise ValueError(f"example {ex.id} cannot be shortened into {budget} tokens: the template alone is too long")
+    while lo < hi:  # length is non-decreasing in the cap (up to re-merges at the cut, checked below)
+        mid = (lo + hi + 1) // 2
+        if length(tokenizer, capped(mid)) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    while lo > 0 and length(tokenizer, capped(lo)) > budget:  # pragma: no cover - BPE re-merge at a cut
+        lo -= 1
+    return capped(lo)
+
+
+# --- verdict tokens -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerdictTokens:
+    """What logprob mode appends after the generation prompt, and the two tokens it compares."""
+
+    prefix: tuple[int, ...]  # the common token prefix of "[[A]]" and "[[B]]" in context
+    a: int  # the next token of "[[A]]" after the prefix
+    b: int  # the next token of "[[B]]" after the prefix
+
+
+def common_prefix_len(x: Sequence[int], y: Sequence[int]) -> int:
+    n = min(len(x), len(y))
+    i = 0
+    while i < n and x[i] == y[i]:
+        i += 1
+    return i
+
+
+def verdict_tokens(tokenizer) -> VerdictTokens:
+    """The verdict tokens of a tokenizer, found in context (after the generation prompt).
+
+    ``[[A]]`` and ``[[B]]`` are tokenized after a rendered generation prompt;
+    their common prefix is what logprob mode appends, the first tokens where
+    they differ are the ones it compares. Fails loudly if the tokenizer merges
+    the generation prompt with the verdict (logprob mode could not be exact).
+    """
+    probe = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True,
+                                          tokenize=False)
+    base = tokenizer.encode(probe, add_special_tokens=False)
+    tails = []
+    for verdict in (VERDICT_A, VERDICT_B):
+        ids = tokenizer.encode(probe + verdict, add_special_tokens=False)
+        if ids[:len(base)] != base:
+            raise ValueError(f"the tokenizer merges the end of the generation prompt with {verdict!r}; "
+                             "logprob mode cannot read the verdict from one position: use mode generate")
+        tails.append(ids[len(base):])
+    n = common_prefix_len(*tails)
+    if n >= min(len(t) for t in tails):  # pragma: no cover - "[[A]]" and "[[B]]" always differ
+        raise ValueError("the tokenizer does not tell [[A]] from [[B]]")
+    return VerdictTokens(tuple(tails[0][:n]), tails[0][n], tails[1][n])
+
+
+# --- prompts as token ids ---------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    """Every example of a run as token ids, both orders, ready for a backend."""
+
+    examples: list[Example]
+    ids: list[tuple[list[int], list[int]]]  # (chosen at A, chosen at B); logprob mode: verdict prefix appended
+    mode: str
+    verdict: VerdictTokens | None
+    budget: int
+
+    @property
+    def shortened(self) -> int:
+        return sum(ex.shortened for ex in self.examples)
+
+    def shared_prefix_len(self) -> int:
+        """Tokens that every prompt of the run starts with (the chat header and the template head),
+        leaving at least one token of every prompt after it."""
+        if not self.ids:
+            return 0
+        first = self.ids[0][0]
+        n = len(first)
+        for pair in self.ids:
+            for seq in pair:
+                n = min(n, common_prefix_len(first[:n], seq), len(seq) - 1)
+        return max(n, 0)
+
+
+def prompt_budget(settings: dict, mode: str, verdict: VerdictTokens | None) -> int:
+    """How many tokens a judge prompt may have so that the answer still fits the context."""
+    context = settings["max_model_len"]
+    reserve = settings["max_new_tokens"] if mode == "generate" else len(verdict.prefix) + 1
+    if reserve >= context:
+        raise ValueError(f"max_new_tokens ({settings['max_new_tokens']}) leaves no room in max_model_len ({context})")
+    return context - reserve
+
+
+def fit_context(settings: dict, model_config) -> dict:
+    """``settings`` with ``max_model_len`` lowered to the model's position limit if that is smaller.
+
+    ``model_config`` is a transformers config or a model directory."""
+    if isinstance(model_config, (str, os.PathLike)):
+        from transformers import AutoConfig
+
+        model_config = AutoConfig.from_pretrained(model_config)
+    limit = getattr(model_config, "max_position_embeddings", None)
+    if limit and limit < settings["max_model_len"]:
+        log.warning("max_model_len %d exceeds the model's %d positions: using %d", settings["max_model_len"], limit,
+                    limit)
+        return {**settings, "max_model_len": limit}
+    return settings
+
+
+def encode_judge_prompts(tokenizer, examples: Sequence[Example]) -> list[tuple[list[int], list[int]]]:
+    """Both orders of every example through the chat template, tokenized in one batch."""
+    if not examples:
+        return []
+    conversations = [ex.messages(order) for ex in examples for order in (True, False)]
+    texts = tokenizer.apply_chat_template(conversations, add_generation_prompt=True, tokenize=False)
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return [(ids[2 * k], ids[2 * k + 1]) for k in range(len(examples))]
+
+
+def prepare(tokenizer, examples: Sequence[Example], settings: dict, mode: str) -> Prepared:
+    """Shorten what does not fit, tokenize both orders, append the verdict prefix in logprob mode."""
+    if mode not in MODES:
+        raise ValueError(f"unknown judge mode {mode!r}; allowed: {', '.join(MODES)}")
+    verdict = verdict_tokens(tokenizer) if mode == "logprob" else None
+    budget = prompt_budget(settings, mode, verdict)
+    examples = list(examples)
+    ids = encode_judge_prompts(tokenizer, examples)
+    for k, (a, b) in enumerate(ids):
+        if max(len(a), len(b)) > budget:
+            examples[k] = shorten_example(tokenizer, examples[k], budget)
+            ids[k] = encode_judge_prompts(tokenizer, [examples[k]])[0]
+    if verdict is not None:
+        suffix = list(verdict.prefix)
+        ids = [(a + suffix, b + suffix) for a, b in ids]
+    prepared = Prepared(examples, ids, mode, verdict, budget)
+    log.info("prepared %d examples (%s mode, prompt budget %d tokens): %d shortened", len(examples), mode, budget,
+             prepared.shortened)
+    return prepared
+
+
+# --- prediction rows ----------------------------------------------------------------------
+
+
+def logprob_verdict(logprob_a: float, logprob_b: float) -> tuple[str | None, float]:
+    """The verdict (the larger of the two; None only on an exact tie) and P(A)/(P(A)+P(B))."""
+    verdict = "A" if logprob_a > logprob_b else "B" if logprob_b > logprob_a else None
+    diff = logprob_b - logprob_a
+    p_a = 1.0 / (1.0 + math.exp(diff)) if diff < 700 else 0.0
+    return verdict, p_a
 
 
 def prediction_row(ex: Example, outputs: tuple[str, str]) -> dict:
+    """A generate-mode row: the last verdict of each order's output text."""
     va, vb = parse_verdict(outputs[0]), parse_verdict(outputs[1])
-    return {"id": ex.id, "subset": ex.subset, "verdict_chosen_a": va, "verdict_chosen_b": vb,
+    return {"id": ex.id, "subset": ex.subset, "mode": "generate", "verdict_chosen_a": va, "verdict_chosen_b": vb,
             "correct": example_score(va, vb), "shortened": ex.shortened,
             "output_chosen_a": outputs[0], "output_chosen_b": outputs[1]}
+
+
+def logprob_row(ex: Example, logprobs: tuple[tuple[float, float], tuple[float, float]]) -> dict:
+    """A logprob-mode row from (log P(A), log P(B)) of each order."""
+    (va, pa_a), (vb, pa_b) = logprob_verdict(*logprobs[0]), logprob_verdict(*logprobs[1])
+    return {"id": ex.id, "subset": ex.subset, "mode": "logprob", "verdict_chosen_a": va, "verdict_chosen_b": vb,
+            "correct": example_score(va, vb), "shortened": ex.shortened,
+            "p_a_chosen_a": pa_a, "p_a_chosen_b": pa_b}
+
+
+def generative_rows(prepared: Prepared, indices: Sequence[int], outputs: Sequence[tuple]) -> list[dict]:
+    make = prediction_row if prepared.mode == "generate" else logprob_row
+    return [make(prepared.examples[i], out) for i, out in zip(indices, outputs)]
+
+
+# --- the job ------------------------------------------------------------------------------------
+
+
+def judge(judge_type: str, model: str, data: str, out: str, settings: dict) -> None:
+    """Judge every example of ``data`` with ``model``; write ``out`` (predictions.jsonl) when complete.
+
+    Work is done in shards of ``shard_size`` examples kept beside ``out``
+    (``<out>.shards/``); a restarted job reuses every finished shard made
+    with the same model, data and result-relevant settings.
+    """
+    from genrm.shards import ShardStore
+
+    settings = {**DEFAULTS, **settings}
+    mode = "classifier" if judge_type == "classifier" else settings["mode"]
+    examples = load_examples(data)
+    fingerprint = {
+        "format": ROW_FORMAT,
+        "type": judge_type,
+        "mode": mode,
+        "model": model_fingerprint(model),
+        "data": file_digest(data),
+        "settings": {k: settings[k] for k in RESULT_SETTINGS},
+        "shard_size": settings["shard_size"],
+    }
+    store = ShardStore(Path(str(out) + ".shards"), fingerprint, len(examples), settings["shard_size"])
+    pending = store.pending()
+    log.info("%d examples in %d shards: %d done, %d to judge", len(examples), store.n_shards,
+             store.n_shards - len(pending), len(pending))
+    if pending:
+        runner = make_runner(judge_type, mode, model, examples, settings)
+        with progress_bar(sum(len(store.shard_range(k)) for k in pending), desc=f"judging ({mode})") as bar:
+            for k in pending:
+                indices = list(store.shard_range(k))
+                store.write(k, runner(indices, bar.update))
+                log.info("shard %d/%d written", k + 1, store.n_shards)
+    write_jsonl(out, store.rows())
+    store.remove()
+    log.info("wrote %s", out)
+
+
+DEFAULTS = {"backend": "transformers", "mode": "generate", "max_new_tokens": 8, "max_model_len": 4096,
+            "batch_size": 64, "token_budget": 8192, "shard_size": 256, "threads": 2, "tensor_parallel_size": 1,
+            "gpu_memory_utilization": 0.9, "progress": True, "seed": 0}
+
+
+def make_runner(judge_type: str, mode: str, model: str, examples: list[Example], settings: dict):
+    """A function (example indices, progress callback) -> prediction rows, with the model loaded once."""
+    if judge_type == "classifier":
+        return ClassifierJudge(model, examples, settings)
+    if settings["backend"] == "vllm":
+        from genrm.vllm_backend import VLLMJudge
+
+        return VLLMJudge(model, examples, settings, mode)
+    if settings["backend"] == "transformers":
+        from genrm.prefix_cache import TransformersJudge
+
+        return TransformersJudge(model, examples, settings, mode)
+    raise ValueError(f"unknown judge backend {settings['backend']!r}; allowed: vllm, transformers")
+
+
+def model_fingerprint(model_dir: str | os.PathLike) -> str:
+    """Names, sizes and modification times of a model directory's files (cheap, changes on retraining)."""
+    root = Path(model_dir).resolve()
+    h = hashlib.sha256(str(root).encode())
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        st = path.stat()
+        h.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class _Progress:
+    """A tqdm bar on a terminal; on a log file, one line per ~30 seconds."""
+
+    def __init__(self, total: int, desc: str):
+        import sys
+
+        self.total, self.desc, self.done = total, desc, 0
+        self.start = self.last = time.monotonic()
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="ex")
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        now = time.monotonic()
+        if now - self.last >= 30 or self.done >= self.total:
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            eta = (self.total - self.done) / rate if rate else float("inf")
+            log.info("%s: %d/%d examples, %.2f ex/s, eta %.0fs", self.desc, self.done, self.total, rate, eta)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def progress_bar(total: int, desc: str) -> _Progress:
+    return _Progress(total, desc)
 
 
 def _device():
@@ -103,59 +424,70 @@ def _device():
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def judge_generative_transformers(model_dir: str, examples: list[Example], settings: dict) -> list[dict]:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    device = _device()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(
-        model_dir, dtype=torch.bfloat16 if device == "cuda" else torch.float32).to(device).eval()
-    budget = settings["max_model_len"] - settings["max_new_tokens"]
-    examples = [shorten_example(tokenizer, ex, budget) for ex in examples]
-    prompts = [tokenizer.apply_chat_template(ex.messages(order), add_generation_prompt=True, tokenize=False)
-               for ex in examples for order in (True, False)]
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    texts = [""] * len(prompts)
-    bs = settings["batch_size"]
-    with torch.inference_mode():
-        for start in range(0, len(order), bs):
-            idx = order[start:start + bs]
-            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
-                            add_special_tokens=False).to(device)
-            gen = model.generate(**enc, max_new_tokens=settings["max_new_tokens"], do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
-            for i, seq in zip(idx, gen[:, enc["input_ids"].shape[1]:]):
-                texts[i] = tokenizer.decode(seq, skip_special_tokens=True)
-            log.info("judged %d/%d prompts", min(start + bs, len(order)), len(order))
-    return [prediction_row(ex, (texts[2 * k], texts[2 * k + 1])) for k, ex in enumerate(examples)]
+def classifier_messages(question: str, answer: str) -> list[dict]:
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
 
 
-def judge_classifier(model_dir: str, examples: list[Example], settings: dict) -> list[dict]:
-    """Bradley-Terry: the reward of (question, answer) for each answer."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+@dataclass
+class ClassifierJudge:
+    """Bradley-Terry: the reward of (question, answer) for each answer; the higher wins."""
 
-    device = _device()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="right")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, dtype=torch.bfloat16 if device == "cuda" else torch.float32).to(device).eval()
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": ex.question},
-                                            {"role": "assistant", "content": answer}], tokenize=False)
-             for ex in examples for answer in (ex.chosen, ex.rejected)]
-    rewards = [0.0] * len(texts)
-    bs = settings["batch_size"]
-    with torch.inference_mode():
-        for start in range(0, len(texts), bs):
-            enc = tokenizer(texts[start:start + bs], return_tensors="pt", padding=True, truncation=True,
-                            max_length=settings["max_model_len"], add_special_tokens=False).to(device)
-            rewards[start:start + bs] = model(**enc).logits[:, 0].float().tolist()
-    return [{"id": ex.id, "subset": ex.subset, "reward_chosen": rewards[2 * k], "reward_rejected": rewards[2 * k + 1],
-             "correct": bradley_terry_score(rewards[2 * k], rewards[2 * k + 1])}
-            for k, ex in enumerate(examples)]
+    model_dir: str
+    examples: list[Example]
+    settings: dict
+    _state: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        torch.set_num_threads(self.settings["threads"])
+        device = _device()
+        tokenizer = AutoTokenizer.from_pretrained(self.model_dir, padding_side="right")
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModelForSequenceClassification.from_pretrained(
+            self.model_dir, dtype=torch.bfloat16 if device == "cuda" else torch.float32).to(device).eval()
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        self._state.update(tokenizer=tokenizer, model=model, device=device)
+
+    def __call__(self, indices: Sequence[int], progress: Callable[[int], None] = lambda n: None) -> list[dict]:
+        import torch
+
+        tokenizer, model, device = (self._state[k] for k in ("tokenizer", "model", "device"))
+        budget = self.settings["max_model_len"]
+        examples = [shorten_example(tokenizer, self.examples[i], budget, length=classifier_length) for i in indices]
+        texts = [tokenizer.apply_chat_template(classifier_messages(ex.question, answer), tokenize=False)
+                 for ex in examples for answer in (ex.chosen, ex.rejected)]
+        ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        rewards = [0.0] * len(ids)
+        with torch.inference_mode():
+            for batch in token_batches([len(ids[i]) for i in order], self.settings["token_budget"],
+                                       self.settings["batch_size"]):
+                idx = [order[i] for i in batch]
+                enc = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt").to(device)
+                for i, r in zip(idx, model(**enc).logits[:, 0].float().tolist()):
+                    rewards[i] = r
+        progress(len(examples))
+        return [{"id": ex.id, "subset": ex.subset, "mode": "classifier", "reward_chosen": rewards[2 * k],
+                 "reward_rejected": rewards[2 * k + 1],
+                 "correct": bradley_terry_score(rewards[2 * k], rewards[2 * k + 1]), "shortened": ex.shortened}
+                for k, ex in enumerate(examples)]
+
+
+def token_batches(costs: Sequence[int], token_budget: int, max_items: int) -> list[list[int]]:
+    """Consecutive batches of item indices whose padded cost (items x largest cost) stays
+    within ``token_budget`` (a single item over budget makes its own batch)."""
+    batches, current, largest = [], [], 0
+    for i, cost in enumerate(costs):
+        new_largest = max(largest, cost)
+        if current and (len(current) >= max_items or new_largest * (len(current) + 1) > token_budget):
+            batches.append(current)
+            current, new_largest = [], cost
+        current.append(i)
+        largest = new_largest
+    if current:
+        batches.append(current)
+    return batches
