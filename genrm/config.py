@@ -163,8 +163,16 @@ def model_entry(config: dict, name: str) -> dict:
 
 
 def train_settings(config: dict, model: str) -> dict:
-    """What the training backend gets for one base model."""
+    """What the training backend gets for one base model.
+
+    trl: the ``train.trl`` block. openrlhf: ``train.openrlhf.common``, overridden
+    by the preset of the model's size, overridden by ``train.openrlhf.models.<model>``
+    (each level key by key, over the built-in values of the schema), plus the
+    checkpoint and rendezvous settings of ``train.openrlhf``.
+    """
     backend = config["train"]["backend"]
+    if backend == "openrlhf":
+        return openrlhf_settings(config, model)
     return dict(config["train"].get(backend, {}))
 
 
@@ -177,3 +185,78 @@ def table_row(judge: Judge) -> dict:
     """The identity of a judge in the results tables."""
     return {"judge": judge.name, "family": judge.family, "model": judge.label, "method": judge.method,
             "ours": judge.ours}
+
+
+# --- training: OpenRLHF presets, scheduler resources, length guard -----------
+
+OPENRLHF_REQUIRED = ("nodes", "gpus_per_node", "cpus_per_task", "mem_mb", "runtime", "zero_stage",
+                     "micro_batch_size", "global_batch_size", "learning_rate", "epochs", "max_len")
+OPENRLHF_JOB_KEYS = ("checkpoint_dir", "keep_checkpoints", "rdzv_port")
+
+
+def _train_schema_defaults() -> dict:
+    """The built-in values of ``train.openrlhf`` (presets, common) from the schema."""
+    node = load_schema()["properties"]["train"]["properties"]["openrlhf"]["properties"]
+    return {key: copy.deepcopy(sub.get("default")) for key, sub in node.items()}
+
+
+def openrlhf_settings(config: dict, model: str) -> dict:
+    """The resolved OpenRLHF settings of one base model (see ``train_settings``)."""
+    if model not in config["models"]:
+        raise ConfigError(f"no base model {model!r}; allowed: {', '.join(config['models'])}")
+    builtin = _train_schema_defaults()
+    user = config.get("train", {}).get("openrlhf", {}) or {}
+    size = config["models"][model]["size"]
+    preset = {**builtin["presets"].get(size, {}), **(user.get("presets") or {}).get(size, {})}
+    settings = {
+        **builtin["common"],
+        **(user.get("common") or {}),
+        **preset,
+        **(user.get("models") or {}).get(model, {}),
+    }
+    missing = [k for k in OPENRLHF_REQUIRED if k not in settings]
+    if missing:
+        raise ConfigError(f"train.openrlhf: model {model} (size {size}) has no {', '.join(missing)}; "
+                          f"set them in train.openrlhf.presets.{size} or train.openrlhf.models.{model}")
+    for key in OPENRLHF_JOB_KEYS:
+        settings[key] = user.get(key, builtin[key])
+    settings["size"] = size
+    return settings
+
+
+def openrlhf_problems(config: dict) -> list[str]:
+    """Problems of ``train.openrlhf`` that the schema cannot see (unknown model keys,
+    settings OpenRLHF would refuse or silently change), for every model to train."""
+    from genrm.openrlhf import settings_problems
+
+    user = config.get("train", {}).get("openrlhf", {}) or {}
+    problems = [f"train.openrlhf.models.{name}: unknown model; allowed: {', '.join(config['models'])}"
+                for name in (user.get("models") or {}) if name not in config["models"]]
+    if problems or config["train"]["backend"] != "openrlhf":
+        return problems
+    for model in sorted({m for m, _ in genrms(config)}):
+        try:
+            settings = openrlhf_settings(config, model)
+        except ConfigError as error:
+            problems.append(str(error))
+            continue
+        problems += [f"train.openrlhf (model {model}): {p}" for p in settings_problems(settings)]
+    return problems
+
+
+def train_max_len(config: dict, model: str) -> int:
+    """The longest row (in tokens) that the training backend takes whole."""
+    if config["train"]["backend"] == "openrlhf":
+        return int(openrlhf_settings(config, model)["max_len"])
+    return int(config["train"]["trl"]["max_length"])
+
+
+def train_resources(config: dict, model: str) -> dict:
+    """What one training job of ``model`` asks the scheduler for (Snakemake resources)."""
+    if config["train"]["backend"] == "openrlhf":
+        from genrm.openrlhf import job_resources
+
+        return job_resources(openrlhf_settings(config, model))
+    trl = config["train"]["trl"]
+    return {"nodes": 1, "tasks": 1, "cpus_per_task": trl["threads"], "mem_mb": trl["mem_mb"],
+            "runtime": trl["runtime"], "gpu": None, "tasks_per_gpu": None, "mpi": None}

@@ -1,0 +1,142 @@
+"""The max_len guard: how many SFT rows would a training job not take whole?
+
+OpenRLHF's SFTDataset drops a row without a word when its prompt has
+``max_len - 2`` tokens or more, and cuts a row longer than ``max_len`` (the end
+is lost; for a judge row that is the verdict). This module counts both, with
+the model's own tokenizer and chat template and the same text OpenRLHF builds,
+and stops the run when more than a set fraction of the rows is affected.
+
+``python -m genrm.lengths --rows R --model M --max-len N --max-fraction F --out report.json``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from genrm.io import iter_jsonl, write_json
+
+log = logging.getLogger(__name__)
+
+BATCH = 512
+
+
+class LengthError(ValueError):
+    pass
+
+
+def render(tokenizer, row: dict) -> tuple[str, str] | None:
+    """Prompt and full text of a row as OpenRLHF's SFTDataset builds them
+    (``apply_chat_template``, input key ``prompt``, output key ``response``);
+    None when the template does not render the prompt as the start of the row."""
+    prompt = tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(row["prompt"] + row["response"], tokenize=False)
+    if not full.startswith(prompt):
+        return None
+    text = full.rstrip("\n")
+    if not text.endswith(tokenizer.eos_token):
+        text += " " + tokenizer.eos_token
+    return prompt, text
+
+
+def _batches(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    batch: list[dict] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def measure(rows: Iterable[dict], tokenizer, max_len: int) -> dict:
+    """Count the rows that OpenRLHF would drop (prompt too long), cut (row too long),
+    or misread (a chat template whose prompt is not a prefix of the whole row)."""
+    counts = {"rows": 0, "dropped": 0, "truncated": 0, "template_mismatch": 0}
+    lengths: list[int] = []
+    for batch in _batches(rows, BATCH):
+        rendered = [render(tokenizer, row) for row in batch]
+        counts["rows"] += len(batch)
+        counts["template_mismatch"] += sum(r is None for r in rendered)
+        ok = [r for r in rendered if r is not None]
+        if not ok:
+            continue
+        prompts = tokenizer([p for p, _ in ok], add_special_tokens=False)["input_ids"]
+        texts = tokenizer([t for _, t in ok], add_special_tokens=False)["input_ids"]
+        for p_ids, t_ids in zip(prompts, texts):
+            lengths.append(len(t_ids))
+            if len(p_ids) >= max_len - 2:
+                counts["dropped"] += 1
+            elif len(t_ids) > max_len:
+                counts["truncated"] += 1
+    lengths.sort()
+    exceeding = counts["dropped"] + counts["truncated"] + counts["template_mismatch"]
+
+    def pct(q: float) -> int | None:
+        return lengths[min(len(lengths) - 1, int(q * len(lengths)))] if lengths else None
+
+    return {
+        **counts,
+        "max_len": max_len,
+        "exceeding": exceeding,
+        "fraction_exceeding": exceeding / counts["rows"] if counts["rows"] else 0.0,
+        "tokens": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "max": lengths[-1] if lengths else None},
+    }
+
+
+def check_lengths(rows: str, model_dir: str, max_len: int, max_fraction: float, out: str | None = None,
+                  name: str | None = None) -> dict:
+    """Measure ``rows`` with the tokenizer of ``model_dir``; write the report to ``out``;
+    raise LengthError when more than ``max_fraction`` of the rows exceed ``max_len``."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if not getattr(tokenizer, "chat_template", None):
+        raise LengthError(f"{model_dir}: the tokenizer has no chat template; training applies it "
+                          "(--data.apply_chat_template) and would fail")
+    report = {"model": name or Path(model_dir).name, "rows_file": str(rows), "max_fraction": max_fraction,
+              **measure(iter_jsonl(rows), tokenizer, max_len)}
+    report["ok"] = report["fraction_exceeding"] <= max_fraction
+    print(json.dumps(report, indent=2))
+    if not report["ok"]:
+        raise LengthError(
+            f"{report['model']}: {report['exceeding']} of {report['rows']} rows of {rows} "
+            f"({report['fraction_exceeding']:.2%}) do not fit max_len={max_len} tokens with this model's "
+            f"tokenizer and chat template, above the allowed {max_fraction:.2%}: OpenRLHF would silently "
+            f"drop {report['dropped']} (prompt too long) and cut the end off {report['truncated']}"
+            + (f"; {report['template_mismatch']} rows render differently with and without the answer"
+               if report["template_mismatch"] else "")
+            + f". Longest row: {report['tokens']['max']} tokens, 99th percentile: {report['tokens']['p99']}. "
+            "Raise max_len (train.openrlhf.presets.<size>.max_len or train.openrlhf.models.<model>.max_len; "
+            "train.trl.max_length for trl) or allow more with train.length_guard.max_fraction."
+        )
+    if out:
+        write_json(out, report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    p = argparse.ArgumentParser(prog="python -m genrm.lengths", description=__doc__.split("\n\n")[0])
+    p.add_argument("--rows", required=True, help="SFT rows (JSON lines)")
+    p.add_argument("--model", required=True, help="a model directory with its tokenizer")
+    p.add_argument("--name", default=None, help="the model's name in messages")
+    p.add_argument("--max-len", type=int, required=True)
+    p.add_argument("--max-fraction", type=float, required=True)
+    p.add_argument("--out", default=None, help="the report (JSON); written only when the check passes")
+    a = p.parse_args(argv)
+    try:
+        check_lengths(a.rows, a.model, a.max_len, a.max_fraction, a.out, a.name)
+    except LengthError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,409 @@
+"""The OpenRLHF backend: the one module that knows OpenRLHF's flag names.
+
+It turns a model's resolved settings (``genrm.config.openrlhf_settings``: a size
+preset plus overrides) into the launch command of ``openrlhf.cli.train_sft`` of
+openrlhf 0.11.2 (dotted flags ``--model.*``, ``--data.*``, ``--train.*``,
+``--ds.*``, ``--ckpt.*``, ``--adam.*``, ``--logger.*``; the names changed
+wholesale within 0.10.x, so the version is pinned and the tests parse every
+generated command with the parser recovered from the installed source).
+
+Launching:
+
+* one node: ``torchrun --standalone --nproc-per-node=<gpus>`` on the GPUs the
+  job was given (under SLURM the job step already holds them);
+* several nodes: the job's shell runs on the first node of the allocation and
+  starts one ``torchrun`` per node with ``srun --ntasks-per-node=1``; the
+  launchers meet through torchrun's c10d rendezvous on the first node
+  (``python -m genrm.openrlhf head-node``) and the SLURM job id.
+
+Outputs: OpenRLHF writes the Hugging Face model into ``<out>.partial``; the
+wrapper (``python -m genrm.openrlhf run``) renames it to ``<out>`` only after a
+successful exit, so an interrupted job never leaves a model that looks
+complete. DeepSpeed checkpoints go to a directory outside the declared output
+and are loaded on start (``--ckpt.load_enable``): a retried job resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+OPENRLHF_VERSION = "0.11.2"
+TRAIN_MODULE = "openrlhf.cli.train_sft"
+INPUT_KEY = "prompt"
+OUTPUT_KEY = "response"
+# OpenRLHF keeps only the first --data.max_samples rows (default 1,000,000) without a word.
+MAX_SAMPLES = 1_000_000_000
+STAGING_SUFFIX = ".partial"
+
+
+class Shell(str):
+    """A command word that the shell must expand (``$VAR``, ``$(...)``): never quoted."""
+
+
+def shell_join(words) -> str:
+    return " ".join(w if isinstance(w, Shell) else shlex.quote(str(w)) for w in words)
+
+
+def staging_dir(out: str | os.PathLike) -> str:
+    """Where OpenRLHF saves the final model before it is renamed to ``out``."""
+    return str(out) + STAGING_SUFFIX
+
+
+def _num(x) -> str:
+    return repr(float(x)) if isinstance(x, float) else str(x)
+
+
+# --- checks -------------------------------------------------------------------
+
+
+def settings_problems(s: dict) -> list[str]:
+    """Settings that OpenRLHF/DeepSpeed would refuse at start-up, or silently change."""
+    problems = []
+    world = s["nodes"] * s["gpus_per_node"]
+    ring = s.get("ring_attn_size", 1)
+    if world % ring:
+        problems.append(f"ring_attn_size {ring} does not divide the {world} GPUs of the job")
+    else:
+        data_parallel = world // ring
+        step = s["micro_batch_size"] * data_parallel
+        if s["global_batch_size"] % step:
+            problems.append(
+                f"global_batch_size {s['global_batch_size']} is not a multiple of micro_batch_size "
+                f"{s['micro_batch_size']} x {data_parallel} data-parallel GPUs ({step})")
+    if ring > 1 and not s.get("packing_samples"):
+        problems.append("ring attention (ring_attn_size > 1) needs packing_samples: true")
+    if s.get("packing_samples") and "flash_attention" not in s.get("attn_implementation", ""):
+        problems.append(f"packing_samples needs a flash_attention implementation, not "
+                        f"{s.get('attn_implementation')!r} (OpenRLHF would switch silently)")
+    if s.get("adam_offload") and s.get("zero_stage", 0) == 0:
+        problems.append("adam_offload needs ZeRO stage 1, 2 or 3")
+    return problems
+
+
+def check_settings(s: dict) -> None:
+    problems = settings_problems(s)
+    if problems:
+        raise ValueError("OpenRLHF settings: " + "; ".join(problems))
+
+
+# --- the command --------------------------------------------------------------
+
+
+def train_sft_args(s: dict, *, model_dir: str, rows: str, output_dir: str, checkpoint_dir: str,
+                   tensorboard_dir: str, run_name: str, seed: int) -> list[str]:
+    """The flags of ``openrlhf.cli.train_sft`` for one job."""
+    args = [
+        "--model.model_name_or_path", model_dir,
+        # data: the project's rows through the model's own chat template
+        "--data.dataset", rows,
+        "--data.input_key", INPUT_KEY,
+        "--data.output_key", OUTPUT_KEY,
+        "--data.apply_chat_template",
+        "--data.max_len", _num(s["max_len"]),
+        "--data.max_samples", _num(MAX_SAMPLES),
+        # optimisation
+        "--train.seed", _num(seed),
+        "--train.max_epochs", _num(s["epochs"]),
+        "--train.batch_size", _num(s["global_batch_size"]),
+        "--train.micro_batch_size", _num(s["micro_batch_size"]),
+        "--adam.lr", _num(s["learning_rate"]),
+        "--adam.weight_decay", _num(s.get("weight_decay", 0.0)),
+        "--lr_scheduler", s.get("lr_scheduler", "cosine_with_min_lr"),
+        "--lr_warmup_ratio", _num(s.get("warmup_ratio", 0.03)),
+        "--min_lr_ratio", _num(s.get("min_lr_ratio", 0.1)),
+        "--max_norm", _num(s.get("max_norm", 1.0)),
+        # DeepSpeed and memory
+        "--ds.zero_stage", _num(s["zero_stage"]),
+        "--ds.param_dtype", s.get("param_dtype", "bf16"),
+        "--ds.attn_implementation", s.get("attn_implementation", "flash_attention_2"),
+    ]
+    switches = {
+        "packing_samples": "--ds.packing_samples",
+        "gradient_checkpointing": "--model.gradient_checkpointing_enable",
+        "adam_offload": "--ds.adam_offload",
+        "overlap_comm": "--ds.overlap_comm",
+        "use_liger_kernel": "--ds.use_liger_kernel",
+    }
+    args += [flag for key, flag in switches.items() if s.get(key)]
+    if s.get("ring_attn_size", 1) > 1:
+        args += ["--ds.ring_attn_size", _num(s["ring_attn_size"]),
+                 "--ds.ring_attn_head_stride", _num(s.get("ring_attn_head_stride", 1))]
+    args += [
+        # the final Hugging Face model, renamed onto the rule's output by `run`
+        "--ckpt.output_dir", output_dir,
+        # DeepSpeed checkpoints outside the declared output: a retried job resumes
+        "--ckpt.path", checkpoint_dir,
+        "--ckpt.save_steps", _num(s.get("save_steps", 100)),
+        "--ckpt.max_num", _num(s.get("max_checkpoints", 2)),
+        "--ckpt.load_enable",
+        "--logger.logging_steps", "1",
+        "--logger.tensorboard_dir", tensorboard_dir,
+        # names the TensorBoard run folder: a resumed job logs into the same one
+        "--logger.wandb.run_name", run_name,
+    ]
+    return args + [str(a) for a in s.get("extra_args", [])]
+
+
+def launcher(s: dict) -> list[str]:
+    """torchrun on one node, or one torchrun per node started by srun."""
+    nodes, gpus = s["nodes"], s["gpus_per_node"]
+    if nodes == 1:
+        return ["torchrun", "--standalone", "--nnodes=1", f"--nproc-per-node={gpus}"]
+    port = s.get("rdzv_port", 29500)
+    return [
+        # The job's shell runs on the first node of the allocation; srun starts one
+        # task per node inside the same allocation (SLURM_JOB_ID).
+        "srun", f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1",
+        f"--gpus-per-node={gpus}", f"--cpus-per-task={s['cpus_per_task']}", "--mem=0",
+        "--kill-on-bad-exit=1",
+        "torchrun", f"--nnodes={nodes}", f"--nproc-per-node={gpus}", "--rdzv-backend=c10d",
+        Shell(f"--rdzv-endpoint=$(python -m genrm.openrlhf head-node):{port}"),
+        Shell("--rdzv-id=$SLURM_JOB_ID"),
+    ]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One OpenRLHF training job: what to launch and where its outputs go."""
+
+    launch: tuple  # command words; Shell words are left to the shell
+    out: str
+    staging: str
+    checkpoints: str
+    tensorboard: str
+    keep_checkpoints: bool
+
+    def launch_line(self) -> str:
+        return shell_join(self.launch)
+
+    def shell_command(self) -> str:
+        """The whole command a rule runs: the wrapper, then the launch command."""
+        words = ["python", "-m", "genrm.openrlhf", "run", "--out", self.out, "--staging", self.staging,
+                 "--checkpoints", self.checkpoints]
+        if self.keep_checkpoints:
+            words.append("--keep-checkpoints")
+        return shell_join(words) + " -- " + self.launch_line()
+
+    def train_sft_args(self) -> list[str]:
+        return list(self.launch[self.launch.index(TRAIN_MODULE) + 1:])
+
+
+def build_job(settings: dict, *, model_dir: str, rows: str, out: str, seed: int, checkpoints: str | None = None,
+              tensorboard: str | None = None, run_name: str | None = None) -> Job:
+    """The job of one model x method. ``checkpoints`` and ``tensorboard`` default to
+    folders beside ``out`` (the rule passes results/checkpoints/... and logs/...)."""
+    check_settings(settings)
+    out = str(out)
+    checkpoints = checkpoints or out + ".checkpoints"
+    tensorboard = tensorboard or out + ".tensorboard"
+    run_name = run_name or "-".join(Path(out).parts[-2:])
+    staging = staging_dir(out)
+    args = train_sft_args(settings, model_dir=str(model_dir), rows=str(rows), output_dir=staging,
+                          checkpoint_dir=checkpoints, tensorboard_dir=tensorboard, run_name=run_name, seed=seed)
+    launch = tuple(launcher(settings) + ["-m", TRAIN_MODULE] + args)
+    return Job(launch, out, staging, checkpoints, tensorboard, bool(settings.get("keep_checkpoints", False)))
+
+
+def rule_job(settings: dict, *, model: str, method: str, model_dir: str, rows: str, out: str, seed: int) -> Job:
+    """The job as the train_genrm rule runs it: checkpoints under
+    ``<checkpoint_dir>/<model>/<method>``, TensorBoard under ``logs/train_genrm/``."""
+    root = settings.get("checkpoint_dir", "results/checkpoints")
+    return build_job(settings, model_dir=model_dir, rows=rows, out=out, seed=seed,
+                     checkpoints=f"{root}/{model}/{method}",
+                     tensorboard=f"logs/train_genrm/{model}/{method}.tensorboard",
+                     run_name=f"{model}-{method}")
+
+
+def job_resources(s: dict) -> dict:
+    """Snakemake resources of a job (what the SLURM executor turns into sbatch flags).
+
+    ``gpu`` is the job's total (sbatch --gpus); ``nodes`` and ``mem_mb`` are per
+    node; one task per node. ``tasks_per_gpu: 0`` stops the executor from turning
+    ``tasks`` into --ntasks-per-gpu. A multi-node job is an ``mpi`` job to the
+    executor: its shell runs in the batch script and starts its own ``srun``.
+    A resource of None is left out.
+    """
+    nodes = s["nodes"]
+    return {
+        "gpu": nodes * s["gpus_per_node"],
+        "nodes": nodes,
+        "tasks": nodes,
+        "tasks_per_gpu": 0,
+        "cpus_per_task": s["cpus_per_task"],
+        "mem_mb": s["mem_mb"],
+        "runtime": s["runtime"],
+        "mpi": "srun" if nodes > 1 else None,
+    }
+
+
+# --- running ------------------------------------------------------------------
+
+
+def model_files_problem(path: Path) -> str | None:
+    if not (path / "config.json").is_file():
+        return "no config.json"
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        return "no weights (*.safetensors, *.bin)"
+    if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        return "no tokenizer"
+    return None
+
+
+def run(command, out: str, staging: str | None = None, checkpoints: str | None = None,
+        keep_checkpoints: bool = False, record: dict | None = None) -> None:
+    """Run an OpenRLHF launch command and move its model into ``out`` atomically.
+
+    ``command``: a list of words (run as is) or a string (run by bash). On a
+    non-zero exit, or when the model is incomplete, nothing is moved and the
+    error says where the checkpoints to resume from are.
+    """
+    out_path = Path(out)
+    staging_path = Path(staging or staging_dir(out))
+    shutil.rmtree(staging_path, ignore_errors=True)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    resumed = bool(checkpoints) and Path(checkpoints).is_dir() and any(Path(checkpoints).iterdir())
+    argv = ["bash", "-c", command] if isinstance(command, str) else [str(c) for c in command]
+    if argv[0] == "srun" and not os.environ.get("SLURM_JOB_ID"):
+        raise RuntimeError("a multi-node job must run inside a SLURM allocation (snakemake --profile "
+                           "profiles/slurm); on one machine set the model's nodes to 1")
+    if resumed:
+        log.info("DeepSpeed checkpoints found in %s: OpenRLHF resumes from the latest", checkpoints)
+    log.info("launching: %s", command if isinstance(command, str) else shlex.join(argv))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    start = time.time()
+    code = _execute(argv)
+    if code != 0:
+        where = f"; a retry resumes from the checkpoints in {checkpoints}" if checkpoints else ""
+        raise RuntimeError(f"OpenRLHF exited with status {code}{where}")
+    problem = model_files_problem(staging_path) if staging_path.is_dir() else "no model directory"
+    if problem:
+        raise RuntimeError(f"OpenRLHF exited 0 but {staging_path} is not a complete model: {problem}")
+    info = {"backend": "openrlhf", "openrlhf_version": OPENRLHF_VERSION,
+            "command": command if isinstance(command, str) else argv,
+            "resumed_from_checkpoint": resumed, "seconds": round(time.time() - start, 1), **(record or {})}
+    (staging_path / "genrm_training.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    if out_path.is_symlink() or out_path.is_file():
+        out_path.unlink()
+    elif out_path.exists():
+        shutil.rmtree(out_path)
+    os.replace(staging_path, out_path)
+    log.info("model saved to %s", out_path)
+    if checkpoints and not keep_checkpoints:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        log.info("removed the DeepSpeed checkpoints in %s (train.openrlhf.keep_checkpoints: false)", checkpoints)
+
+
+def _execute(argv: list[str]) -> int:
+    """Run ``argv``; SIGTERM/SIGINT (SLURM's time limit, Ctrl-C) go on to it."""
+    proc = subprocess.Popen(argv)
+
+    def forward(signum, _frame):
+        proc.send_signal(signum)  # torchrun passes it on to its workers
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def train_openrlhf(model_dir: str, rows: str, out: str, settings: dict, seed: int) -> None:
+    """``python -m genrm train --backend openrlhf``: build the launch command from
+    ``settings`` (``genrm.config.train_settings``) and run it. Optional keys
+    ``checkpoints`` and ``tensorboard`` place those folders (default: beside ``out``)."""
+    job = build_job(settings, model_dir=model_dir, rows=rows, out=out, seed=seed,
+                    checkpoints=settings.get("checkpoints"), tensorboard=settings.get("tensorboard"))
+    run(job.launch_line(), job.out, job.staging, job.checkpoints, job.keep_checkpoints,
+        record={"settings": settings, "seed": seed})
+
+
+# --- SLURM helpers ------------------------------------------------------------
+
+
+def head_node(env=None) -> str:
+    """The first node of the SLURM allocation (where the c10d rendezvous runs).
+
+    The SLURM executor's job step keeps SLURM_JOB_ID but drops SLURM_JOB_NODELIST,
+    so the node list is read back with scontrol when it is missing.
+    """
+    env = os.environ if env is None else env
+    nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
+    if not nodelist and env.get("SLURM_JOB_ID"):
+        shown = subprocess.run(["scontrol", "show", "job", env["SLURM_JOB_ID"]], capture_output=True,
+                               text=True, check=True).stdout
+        match = re.search(r"(?:^|\s)NodeList=(\S+)", shown)
+        nodelist = match.group(1) if match and match.group(1) != "(null)" else None
+    if not nodelist:
+        return socket.gethostname()
+    hosts = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
+                           check=True).stdout.split()
+    return hosts[0]
+
+
+# --- command line -------------------------------------------------------------
+
+
+def _show(a) -> None:
+    from genrm import config as gconfig
+
+    cfg = gconfig.load(a.config)
+    for model, method in gconfig.genrms(cfg):
+        settings = gconfig.openrlhf_settings(cfg, model)
+        job = rule_job(settings, model=model, method=method, model_dir=f"resources/models/{model}",
+                       rows=f"results/sft/{method}/rows.jsonl", out=f"results/models/{model}/{method}",
+                       seed=cfg["seed"])
+        print(f"# {model} x {method}: {json.dumps(job_resources(settings))}")
+        print(job.shell_command())
+        print()
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    p = argparse.ArgumentParser(prog="python -m genrm.openrlhf", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("run", help="run a launch command (after --) and move its model into --out")
+    s.add_argument("--out", required=True)
+    s.add_argument("--staging", default=None, help="the --ckpt.output_dir of the command (default: OUT.partial)")
+    s.add_argument("--checkpoints", default=None, help="the --ckpt.path of the command (removed after success)")
+    s.add_argument("--keep-checkpoints", action="store_true")
+    s.add_argument("launch", nargs=argparse.REMAINDER)
+    s = sub.add_parser("head-node", help="print the first node of the SLURM allocation")
+    s = sub.add_parser("show", help="print the training command and resources of every GenRM of a config")
+    s.add_argument("config")
+    a = p.parse_args(argv)
+    if a.command == "head-node":
+        print(head_node())
+        return 0
+    if a.command == "show":
+        _show(a)
+        return 0
+    launch = a.launch[1:] if a.launch[:1] == ["--"] else a.launch
+    if not launch:
+        p.error("run: give the launch command after --")
+    try:
+        run(launch, a.out, a.staging, a.checkpoints, a.keep_checkpoints)
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
