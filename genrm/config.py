@@ -177,8 +177,14 @@ def train_settings(config: dict, model: str) -> dict:
 
 
 def judge_settings(config: dict, judge: Judge) -> dict:
-    """What the judging backend gets for one judge."""
-    return dict(config["judge"])
+    """What the judging backend gets for one judge: ``judge`` of the config with the mode
+    of the judge's kind and the tensor parallel size of its size class resolved."""
+    j = config["judge"]
+    settings = {k: v for k, v in j.items() if k not in ("modes", "tensor_parallel", "mem_mb", "runtime")}
+    settings["mode"] = "classifier" if judge.type == "classifier" else j["modes"][judge.kind]
+    settings["tensor_parallel_size"] = judge_tensor_parallel(config, judge)
+    settings["seed"] = config["seed"]
+    return settings
 
 
 def table_row(judge: Judge) -> dict:
@@ -260,3 +266,28 @@ def train_resources(config: dict, model: str) -> dict:
     trl = config["train"]["trl"]
     return {"nodes": 1, "tasks": 1, "cpus_per_task": trl["threads"], "mem_mb": trl["mem_mb"],
             "runtime": trl["runtime"], "gpu": None, "tasks_per_gpu": None, "mpi": None}
+
+
+# --- judging: parallelism and scheduler resources ------------------------------
+
+
+def judge_tensor_parallel(config: dict, judge: Judge) -> int:
+    """vLLM tensor parallel size of a judge: ``judge.tensor_parallel`` of its size class
+    (config keys over the built-in ones)."""
+    builtin = load_schema()["properties"]["judge"]["properties"]["tensor_parallel"]["default"]
+    return int({**builtin, **config["judge"].get("tensor_parallel", {})}[judge.size])
+
+
+def judge_gpus(config: dict, judge: Judge) -> int:
+    """GPUs of one judging job: the tensor parallel size for generative judges on vLLM, one for
+    classifiers on a GPU cluster (backend vllm), none for the transformers backend (CPU)."""
+    if config["judge"]["backend"] != "vllm":
+        return 0
+    return judge_tensor_parallel(config, judge) if judge.type == "generative" else 1
+
+
+def judge_resources(config: dict, judge: Judge) -> dict:
+    """What one judging job asks the scheduler for (Snakemake resources)."""
+    gpus = judge_gpus(config, judge)
+    return {"gpu": gpus or None, "cpus_per_task": config["judge"]["threads"],
+            "mem_mb": config["judge"]["mem_mb"], "runtime": config["judge"]["runtime"]}

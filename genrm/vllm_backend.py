@@ -14,10 +14,10 @@ the engine and the sampling parameters and unpacks the engine's outputs.
   template-plus-question blocks;
 - ``generate`` mode: greedy (temperature 0), at most ``max_new_tokens``;
 - ``logprob`` mode: the prompt ends with the verdict prefix (``[[``); one
-  token is decoded with ``allowed_token_ids`` = the two verdict tokens and the
-  engine's ``logprobs_mode="processed_logprobs"``, so the two returned
-  log-probabilities are log P(A) and log P(B) renormalised over {A, B}
-  (their difference is the same as over the full vocabulary).
+  token is decoded and ``logprob_token_ids`` (vLLM 0.31) asks for the
+  log-probabilities of exactly the two verdict tokens over the full vocabulary
+  (the engine's default ``raw_logprobs``), the same numbers the transformers
+  backend reads.
 
 vllm is imported only when a job runs (it ships CUDA builds only).
 """
@@ -45,8 +45,6 @@ def engine_kwargs(model_dir: str, settings: dict, mode: str) -> dict:
         "seed": settings["seed"],
         "trust_remote_code": False,
     }
-    if mode == "logprob":
-        kwargs["logprobs_mode"] = "processed_logprobs"
     return kwargs
 
 
@@ -54,8 +52,7 @@ def sampling_kwargs(settings: dict, mode: str, verdict: VerdictTokens | None) ->
     """Arguments of ``vllm.SamplingParams``: greedy in both modes."""
     if mode == "generate":
         return {"temperature": 0.0, "max_tokens": settings["max_new_tokens"], "skip_special_tokens": True}
-    return {"temperature": 0.0, "max_tokens": 1, "logprobs": 2, "allowed_token_ids": [verdict.a, verdict.b],
-            "detokenize": False}
+    return {"temperature": 0.0, "max_tokens": 1, "logprob_token_ids": [verdict.a, verdict.b], "detokenize": False}
 
 
 def engine_prompts(prepared: Prepared, indices: Sequence[int]) -> list[dict]:
