@@ -10,6 +10,7 @@ configfile: "workflow_config.yaml"
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/contamination.smk"
 include: "rules/sft.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"

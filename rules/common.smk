@@ -46,4 +46,5 @@ def all_targets():
         "results/tables/results.csv",
         "results/tables/results.md",
         *expand("results/sft/{method}/stats.json", method=config["methods"]),
+        *report_targets(),  # rules/report.smk: tables, plots, contamination report
     ]

@@ -3,7 +3,7 @@
 
 rule format_sft:
     input:
-        "resources/data/preferences.jsonl",
+        sft_preferences,  # rules/contamination.smk: decontaminated rows when contamination.drop is on
     output:
         rows="results/sft/{method}/rows.jsonl",
         stats="results/sft/{method}/stats.json",
