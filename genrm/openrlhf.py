@@ -357,21 +357,110 @@ def head_node(env=None) -> str:
     return hosts[0]
 
 
-# --- command line -------------------------------------------------------------
+# --- checking commands against the installed OpenRLHF ---------------------------
+
+_ARG_TYPES = {"int": int, "float": float, "str": str}
+_LITERAL_KWARGS = ("action", "nargs", "choices", "dest", "const", "required", "metavar", "default")
 
 
-def _show(a) -> None:
+def train_sft_source() -> Path:
+    """``openrlhf/cli/train_sft.py`` of the installed OpenRLHF, found without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("openrlhf")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("openrlhf is not installed (pip install --no-deps openrlhf==" + OPENRLHF_VERSION + ")")
+    return Path(list(spec.submodule_search_locations)[0]) / "cli" / "train_sft.py"
+
+
+def recover_parser(source: str | os.PathLike | None = None) -> argparse.ArgumentParser:
+    """OpenRLHF's own train_sft argument parser, rebuilt from its source: every
+    ``parser.add_argument(...)`` call is read with ``ast`` (nothing is imported, so
+    no CUDA, DeepSpeed or flash-attn is needed). Abbreviated flags are refused,
+    which the real parser would accept."""
+    import ast
+
+    tree = ast.parse(Path(source or train_sft_source()).read_text(encoding="utf-8"))
+    parser = argparse.ArgumentParser(prog="openrlhf.cli.train_sft", allow_abbrev=False)
+    count = 0
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "add_argument" and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "parser"):
+            continue
+        names = [ast.literal_eval(a) for a in node.args]
+        kwargs = {}
+        for kw in node.keywords:
+            if kw.arg == "type":
+                if not (isinstance(kw.value, ast.Name) and kw.value.id in _ARG_TYPES):
+                    raise ValueError(f"{names}: unsupported type {ast.unparse(kw.value)}")
+                kwargs["type"] = _ARG_TYPES[kw.value.id]
+            elif kw.arg in _LITERAL_KWARGS:
+                try:
+                    kwargs[kw.arg] = ast.literal_eval(kw.value)
+                except ValueError:  # a computed default, e.g. int(1e8): irrelevant to parsing
+                    if kw.arg != "default":
+                        raise
+        parser.add_argument(*names, **kwargs)
+        count += 1
+    if count == 0:
+        raise ValueError(f"no parser.add_argument call found in {source or train_sft_source()}")
+    return parser
+
+
+def launch_train_sft_args(words) -> list[str]:
+    """The words after ``-m openrlhf.cli.train_sft`` of a launch command."""
+    words = [str(w) for w in words]
+    for i in range(len(words) - 1):
+        if words[i] == "-m" and words[i + 1] == TRAIN_MODULE:
+            return words[i + 2:]
+    raise ValueError(f"no '-m {TRAIN_MODULE}' in the command")
+
+
+def check_command(words, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """Parse a launch command's train_sft flags with OpenRLHF's recovered parser;
+    an unknown flag or a bad value raises ValueError."""
+    parser = parser or recover_parser()
+    args = launch_train_sft_args(words)
+    try:
+        return parser.parse_args(args)
+    except SystemExit as exit_:
+        raise ValueError(f"OpenRLHF {OPENRLHF_VERSION} train_sft refuses: {shlex.join(args)}") from exit_
+
+
+def _jobs_of(config_path: str):
     from genrm import config as gconfig
 
-    cfg = gconfig.load(a.config)
+    cfg = gconfig.load(config_path)
     for model, method in gconfig.genrms(cfg):
         settings = gconfig.openrlhf_settings(cfg, model)
         job = rule_job(settings, model=model, method=method, model_dir=f"resources/models/{model}",
                        rows=f"results/sft/{method}/rows.jsonl", out=f"results/models/{model}/{method}",
                        seed=cfg["seed"])
+        yield model, method, settings, job
+
+
+# --- command line -------------------------------------------------------------
+
+
+def _show(a) -> None:
+    for model, method, settings, job in _jobs_of(a.config):
         print(f"# {model} x {method}: {json.dumps(job_resources(settings))}")
         print(job.shell_command())
         print()
+
+
+def _check(a) -> int:
+    parser = recover_parser(a.source)
+    failed = 0
+    for model, method, _settings, job in _jobs_of(a.config):
+        try:
+            check_command(job.launch, parser)
+            print(f"ok    {model} x {method}")
+        except ValueError as error:
+            failed += 1
+            print(f"FAIL  {model} x {method}: {error}")
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -387,6 +476,10 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("head-node", help="print the first node of the SLURM allocation")
     s = sub.add_parser("show", help="print the training command and resources of every GenRM of a config")
     s.add_argument("config")
+    s = sub.add_parser("check", help="parse every training command of a config with the installed "
+                                     "OpenRLHF's own train_sft parser (no GPU needed)")
+    s.add_argument("config")
+    s.add_argument("--source", default=None, help="openrlhf/cli/train_sft.py (default: the installed one)")
     a = p.parse_args(argv)
     if a.command == "head-node":
         print(head_node())
@@ -394,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.command == "show":
         _show(a)
         return 0
+    if a.command == "check":
+        return _check(a)
     launch = a.launch[1:] if a.launch[:1] == ["--"] else a.launch
     if not launch:
         p.error("run: give the launch command after --")

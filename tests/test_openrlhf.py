@@ -1,0 +1,505 @@
+"""The OpenRLHF backend, checked without a GPU against OpenRLHF 0.11.2 itself.
+
+* Every training command the production config generates (5 models x 2 methods)
+  is parsed by the argument parser of the installed openrlhf/cli/train_sft.py,
+  rebuilt from its source with ``ast`` (no import of flash-attn or DeepSpeed);
+  an unknown flag fails.
+* The torchrun part of the launch is parsed by torch's own torchrun parser.
+* OpenRLHF's own SFTDataset runs over genrm's SFT rows with a tiny tokenizer,
+  with the arguments the generated command gives it: the loss mask covers
+  exactly the verdict of a judge row and the chosen answer of a correct row.
+* The wrapper that runs the command moves the model into place only on success.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from genrm import config as gconfig
+from genrm import openrlhf as gor
+
+REPO = Path(__file__).resolve().parent.parent
+pytest.importorskip("openrlhf", reason="pip install --no-deps openrlhf==0.11.2 (see the Makefile)")
+
+
+@pytest.fixture(scope="module")
+def parser():
+    return gor.recover_parser()
+
+
+@pytest.fixture(scope="module")
+def production():
+    return gconfig.load(REPO / "workflow_config.yaml")
+
+
+def hierarchize(namespace):
+    """OpenRLHF's own openrlhf.utils.config.hierarchize, loaded from its file (the
+    package openrlhf.utils imports DeepSpeed)."""
+    path = gor.train_sft_source().parent.parent / "utils" / "config.py"
+    spec = importlib.util.spec_from_file_location("_openrlhf_utils_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.hierarchize(namespace)
+
+
+def production_job(cfg, model, method):
+    settings = gconfig.openrlhf_settings(cfg, model)
+    return settings, gor.rule_job(settings, model=model, method=method, model_dir=f"resources/models/{model}",
+                                  rows=f"results/sft/{method}/rows.jsonl", out=f"results/models/{model}/{method}",
+                                  seed=cfg["seed"])
+
+
+# --- the recovered parser -------------------------------------------------------
+
+
+def test_installed_openrlhf_is_the_pinned_version():
+    from importlib.metadata import version
+
+    assert version("openrlhf") == gor.OPENRLHF_VERSION == "0.11.2"
+
+
+def test_parser_is_recovered_from_the_installed_source(parser):
+    flags = {s for a in parser._actions for s in a.option_strings}
+    assert len(flags) > 70
+    for flag in ("--model.model_name_or_path", "--data.apply_chat_template", "--data.input_key",
+                 "--ds.zero_stage", "--ckpt.load_enable", "--adam.lr", "--train.micro_batch_size"):
+        assert flag in flags
+    assert "flash_attn" not in sys.modules and "deepspeed" not in sys.modules
+
+
+ALL_MODELS = ["llama3.1-8b", "qwen2.5-7b", "qwen2.5-14b", "qwen2.5-32b", "qwen2.5-72b"]
+ALL_METHODS = ["verify", "verify_correct"]
+
+
+def test_production_config_has_the_five_models_and_two_methods(production):
+    assert sorted(production["models"]) == sorted(ALL_MODELS)
+    assert sorted(production["methods"]) == ALL_METHODS
+    assert production["train"]["backend"] == "openrlhf"
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+@pytest.mark.parametrize("model", ALL_MODELS)
+def test_every_production_command_parses(parser, production, model, method):
+    settings, job = production_job(production, model, method)
+    args = hierarchize(gor.check_command(job.launch, parser))
+    out = f"results/models/{model}/{method}"
+    # data: genrm's rows through the model's own chat template
+    assert args.model.model_name_or_path == f"resources/models/{model}"
+    assert args.data.dataset == f"results/sft/{method}/rows.jsonl"
+    assert (args.data.input_key, args.data.output_key) == ("prompt", "response")
+    assert args.data.apply_chat_template is True
+    assert args.data.max_len == settings["max_len"]
+    assert args.data.max_samples >= 10**8  # OpenRLHF's default silently keeps 1,000,000 rows
+    assert args.model.pretrain_mode_enable is False and args.data.multiturn is False
+    # the published recipe
+    assert args.train.batch_size == 128
+    assert args.adam.lr == pytest.approx(5e-6)
+    assert args.train.max_epochs == 2
+    assert args.ds.param_dtype == "bf16"
+    assert args.ds.attn_implementation == "flash_attention_2"
+    assert args.ds.packing_samples is True
+    assert args.model.gradient_checkpointing_enable is True
+    assert args.ds.zero_stage == settings["zero_stage"] == 3
+    assert args.train.micro_batch_size == settings["micro_batch_size"]
+    assert args.ds.adam_offload is settings["adam_offload"]
+    assert args.ds.ring_attn_size == settings["ring_attn_size"]
+    assert args.train.seed == production["seed"]
+    # outputs: the model into the staging folder beside the rule's output; DeepSpeed
+    # checkpoints outside it, loaded on start; TensorBoard under logs/
+    assert args.ckpt.output_dir == out + ".partial"
+    assert args.ckpt.path == f"results/checkpoints/{model}/{method}"
+    assert not args.ckpt.path.startswith(out + "/")
+    assert args.ckpt.load_enable is True and args.ckpt.save_steps > 0 and args.ckpt.max_num >= 2
+    assert args.logger.tensorboard_dir.startswith("logs/train_genrm/")
+    # OpenRLHF's start-up assertions and DeepSpeed's batch arithmetic
+    world = settings["nodes"] * settings["gpus_per_node"]
+    if args.ds.ring_attn_size > 1:
+        assert args.ds.packing_samples
+    data_parallel = world // args.ds.ring_attn_size
+    assert args.train.batch_size % (args.train.micro_batch_size * data_parallel) == 0
+
+
+def test_presets_scale_with_the_model(production):
+    by_model = {m: gconfig.openrlhf_settings(production, m) for m in ALL_MODELS}
+    assert by_model["qwen2.5-72b"]["nodes"] > 1  # 72B is a multi-node job
+    assert by_model["qwen2.5-72b"]["adam_offload"] and by_model["qwen2.5-72b"]["ring_attn_size"] > 1
+    assert by_model["qwen2.5-32b"]["adam_offload"]
+    for small in ("llama3.1-8b", "qwen2.5-7b", "qwen2.5-14b"):
+        assert by_model[small]["nodes"] == 1 and not by_model[small]["adam_offload"]
+    runtimes = [by_model[m]["runtime"] for m in ("qwen2.5-7b", "qwen2.5-14b", "qwen2.5-32b")]
+    assert runtimes == sorted(runtimes)
+
+
+# --- unknown flags fail ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [
+    ["--train.learning_rate", "1e-5"],  # not a train_sft flag
+    ["--learning_rate", "5e-6"],  # the flat name of OpenRLHF < 0.10
+    ["--pretrain", "model"],  # the flat name of OpenRLHF < 0.10
+    ["--ckpt.load"],  # an abbreviation: the real parser would guess
+    ["--ds.zero_stage", "three"],  # a bad value
+])
+def test_an_unknown_flag_fails(parser, production, bad):
+    _, job = production_job(production, "llama3.1-8b", "verify")
+    with pytest.raises(ValueError, match="refuses"):
+        gor.check_command(list(job.launch) + bad, parser)
+
+
+def test_extra_args_are_checked_too(parser, production):
+    cfg = copy.deepcopy(production)
+    cfg["train"]["openrlhf"]["models"] = {"qwen2.5-7b": {"extra_args": ["--ds.zpg", "8"]}}
+    _, job = production_job(cfg, "qwen2.5-7b", "verify")
+    assert gor.check_command(job.launch, parser).__dict__["ds.zpg"] == 8
+    cfg["train"]["openrlhf"]["models"] = {"qwen2.5-7b": {"extra_args": ["--ds.zero_partition", "8"]}}
+    _, job = production_job(cfg, "qwen2.5-7b", "verify")
+    with pytest.raises(ValueError):
+        gor.check_command(job.launch, parser)
+
+
+def test_check_command_line(production):
+    proc = subprocess.run([sys.executable, "-m", "genrm.openrlhf", "check", str(REPO / "workflow_config.yaml")],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("ok ") == len(gconfig.genrms(production))
+
+
+# --- launchers ------------------------------------------------------------------
+
+
+def torchrun_args(job, head="node001"):
+    """The torchrun words of a launch command, as the shell expands them."""
+    words = list(job.launch)
+    start = words.index("torchrun") + 1
+    expanded = [w.replace("$(python -m genrm.openrlhf head-node)", head).replace("$SLURM_JOB_ID", "4242")
+                for w in words[start:]]
+    from torch.distributed.run import get_args_parser
+
+    return get_args_parser().parse_args(expanded), words[:start - 1]
+
+
+def test_single_node_launch(production):
+    settings, job = production_job(production, "qwen2.5-14b", "verify")
+    args, before = torchrun_args(job)
+    assert before == []
+    assert args.standalone and args.nnodes == "1" and args.nproc_per_node == str(settings["gpus_per_node"])
+    assert args.module and args.training_script == "openrlhf.cli.train_sft"
+    assert args.training_script_args == job.train_sft_args()
+
+
+def test_multi_node_launch_has_one_torchrun_per_node_and_a_c10d_rendezvous(production):
+    settings, job = production_job(production, "qwen2.5-72b", "verify")
+    nodes, gpus = settings["nodes"], settings["gpus_per_node"]
+    args, srun = torchrun_args(job, head="gpu-a17")
+    assert srun[0] == "srun"
+    assert {f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1", f"--gpus-per-node={gpus}",
+            f"--cpus-per-task={settings['cpus_per_task']}", "--kill-on-bad-exit=1"} <= set(srun)
+    assert args.nnodes == str(nodes) and args.nproc_per_node == str(gpus)
+    assert args.rdzv_backend == "c10d" and args.rdzv_endpoint == f"gpu-a17:{settings['rdzv_port']}"
+    assert args.rdzv_id == "4242" and not args.standalone
+    assert args.training_script == "openrlhf.cli.train_sft"
+    # the shell expands the head node and job id; everything else is quoted
+    line = job.shell_command()
+    assert "--rdzv-endpoint=$(python -m genrm.openrlhf head-node):29500 --rdzv-id=$SLURM_JOB_ID" in line
+    assert shlex.split(line)[:4] == ["python", "-m", "genrm.openrlhf", "run"]
+
+
+def test_resources_follow_the_preset(production):
+    for model in ALL_MODELS:
+        s = gconfig.openrlhf_settings(production, model)
+        r = gconfig.train_resources(production, model)
+        assert r["gpu"] == s["nodes"] * s["gpus_per_node"]
+        assert (r["nodes"], r["tasks"], r["tasks_per_gpu"]) == (s["nodes"], s["nodes"], 0)
+        assert (r["cpus_per_task"], r["mem_mb"], r["runtime"]) == (s["cpus_per_task"], s["mem_mb"], s["runtime"])
+        assert r["mpi"] == ("srun" if s["nodes"] > 1 else None)
+
+
+# --- overrides and checks -------------------------------------------------------
+
+
+def test_overrides_change_only_what_they_name(production):
+    cfg = copy.deepcopy(production)
+    cfg["train"]["openrlhf"] = {"presets": {"72b": {"nodes": 8}}, "common": {"save_steps": 50},
+                                "models": {"qwen2.5-7b": {"micro_batch_size": 4, "runtime": 60}}}
+    gconfig.validate(cfg)
+    s72, s7, s8 = (gconfig.openrlhf_settings(cfg, m) for m in ("qwen2.5-72b", "qwen2.5-7b", "llama3.1-8b"))
+    assert s72["nodes"] == 8 and s72["ring_attn_size"] == 2 and s72["adam_offload"]  # rest of the preset kept
+    assert (s7["micro_batch_size"], s7["runtime"], s7["mem_mb"]) == (4, 60, 256000)
+    assert s8["micro_batch_size"] == 2 and s8["runtime"] == 720
+    assert {s["save_steps"] for s in (s72, s7, s8)} == {50}
+    assert gconfig.train_resources(cfg, "qwen2.5-72b")["gpu"] == 64
+
+
+def test_bad_settings_are_reported_before_any_job(production):
+    cfg = copy.deepcopy(production)
+    cfg["train"]["openrlhf"]["models"] = {"qwen2.5-14b": {"micro_batch_size": 3},
+                                          "qwen2.5-72b": {"packing_samples": False}}
+    problems = "\n".join(gconfig.openrlhf_problems(cfg))
+    assert "global_batch_size 128 is not a multiple of micro_batch_size 3" in problems
+    assert "ring attention" in problems and "packing_samples" in problems
+    cfg["train"]["openrlhf"]["models"] = {"qwen9-1b": {"nodes": 1}}
+    assert "unknown model" in "\n".join(gconfig.openrlhf_problems(cfg))
+    with pytest.raises(gconfig.ConfigError, match="unknown key"):
+        bad = copy.deepcopy(production)
+        bad["train"]["openrlhf"]["presets"] = {"72b": {"node": 4}}
+        gconfig.validate(bad)
+
+
+def test_production_config_has_no_problems(production):
+    assert gconfig.openrlhf_problems(production) == []
+
+
+# --- OpenRLHF's SFTDataset over genrm's rows -------------------------------------
+
+
+def tiny_config():
+    cfg = gconfig.load(REPO / "configs" / "demo.yaml")
+    cfg["train"]["backend"] = "openrlhf"
+    return cfg
+
+
+def sft_dataset(tokenizer, rows, words, parser, max_len=None):
+    """OpenRLHF's SFTDataset built the way train_sft builds it, from a launch command."""
+    import datasets
+    from openrlhf.datasets import SFTDataset
+
+    args = hierarchize(parser.parse_args(gor.launch_train_sft_args(words)))
+    strategy = SimpleNamespace(args=args, print=lambda *a, **k: None, is_rank_0=lambda: True)
+    return SFTDataset(datasets.Dataset.from_list(rows), tokenizer, max_len or args.data.max_len, strategy,
+                      pretrain_mode=args.model.pretrain_mode_enable, input_template=args.data.input_template,
+                      multiturn=args.data.multiturn, num_processors=1)
+
+
+def trained_tokens(ds, i):
+    """The tokens that carry loss: OpenRLHF's mask at position t trains the prediction of t+1."""
+    input_ids, _, loss_mask = ds[i]
+    ids, mask = input_ids[0].tolist(), loss_mask[0].tolist()
+    return [ids[t + 1] for t, m in enumerate(mask) if m and t + 1 < len(ids)]
+
+
+@pytest.fixture(scope="module")
+def sft_rows(demo_preferences):
+    from genrm.data import pair_problem
+    from genrm.io import iter_jsonl
+    from genrm.sft import correct_row, judge_row
+
+    pairs = [p for p in iter_jsonl(demo_preferences) if not pair_problem(p)][:6]
+    judge = [judge_row(p["chosen"], p["rejected"], chosen_at_a=i % 2 == 0) for i, p in enumerate(pairs)]
+    correct = [correct_row(p["chosen"]) for p in pairs]
+    return judge, correct, pairs
+
+
+@pytest.fixture(scope="module")
+def tiny_job(tiny_model_dir, tmp_path_factory):
+    cfg = tiny_config()
+    settings = gconfig.openrlhf_settings(cfg, "tiny-instruct")
+    return gor.build_job(settings, model_dir=str(tiny_model_dir), rows="rows.jsonl",
+                         out=str(tmp_path_factory.mktemp("out") / "m"), seed=1)
+
+
+def assert_trains_exactly(ds, i, tokenizer, answer):
+    """Row ``i`` of an SFTDataset trains exactly ``answer`` and the end of the turn."""
+    target = trained_tokens(ds, i)
+    # the answer followed by the end of the turn (the tiny template ends it with EOS)
+    assert tokenizer.decode(target, skip_special_tokens=False) == answer + tokenizer.eos_token
+    assert target[-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(target[:-1]) == answer
+    input_ids, _, loss_mask = ds[i]
+    prompt_len = len(tokenizer(ds.prompts[i], add_special_tokens=False)["input_ids"])
+    assert loss_mask[0, : prompt_len - 1].sum() == 0  # nothing of the prompt
+    assert int(loss_mask.sum()) == len(target)
+
+
+def test_loss_mask_covers_exactly_the_verdict_and_the_chosen_answer(tiny_model_dir, sft_rows, tiny_job, parser):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    judge, correct, pairs = sft_rows
+    rows = judge + correct
+    ds = sft_dataset(tokenizer, rows, tiny_job.launch, parser)
+    assert len(ds) == len(rows)  # nothing dropped
+    for i, row in enumerate(rows):
+        answer = row["response"][0]["content"]
+        if i < len(judge):
+            assert answer == ("[[A]]" if i % 2 == 0 else "[[B]]")
+        else:
+            assert answer == pairs[i - len(judge)]["chosen"][-1]["content"]
+        assert_trains_exactly(ds, i, tokenizer, answer)
+        # the prompt went through the model's chat template, not "User: ...Assistant: "
+        assert ds.prompts[i].startswith("<|user|>\n") and ds.prompts[i].endswith("<|assistant|>\n")
+
+
+@pytest.mark.parametrize("shift", [-2, 1])
+def test_mask_check_fails_when_the_mask_is_off(tiny_model_dir, sft_rows, tiny_job, parser, shift):
+    """The check above is exact: a mask that reaches into the prompt, or misses the
+    first verdict token, fails it."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    judge, _, _ = sft_rows
+    ds = sft_dataset(tokenizer, judge[:1], tiny_job.launch, parser)
+    assert_trains_exactly(ds, 0, tokenizer, judge[0]["response"][0]["content"])
+    ds.prompt_ids_lens = [n + shift for n in ds.prompt_ids_lens]
+    with pytest.raises(AssertionError):
+        assert_trains_exactly(ds, 0, tokenizer, judge[0]["response"][0]["content"])
+
+
+def test_rows_without_the_output_key_flag_fail_loudly(tiny_model_dir, sft_rows, tiny_job, parser):
+    """Without --data.output_key OpenRLHF reads the prompt list as the whole chat: it fails."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    judge, _, _ = sft_rows
+    words = list(tiny_job.launch)
+    i = words.index("--data.output_key")
+    del words[i:i + 2]
+    with pytest.raises(Exception, match="empty conversation"):
+        sft_dataset(tokenizer, judge[:2], words, parser)
+
+
+def test_tiny_preset_rows_fit(tiny_model_dir, sft_rows, tiny_job, parser):
+    """Rows longer than max_len are dropped or cut by OpenRLHF; the length guard
+    counts the same rows (see test_lengths.py); the demo's rows all fit."""
+    from genrm.lengths import measure
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    judge, correct, _ = sft_rows
+    report = measure(judge + correct, tokenizer, 512)
+    assert report["exceeding"] == 0
+
+
+# --- running: the model appears only when training succeeded ------------------------
+
+FAKE_OPENRLHF = r"""
+import json, pathlib, sys
+args = sys.argv[1:]
+out = pathlib.Path(args[args.index("--ckpt.output_dir") + 1])
+ckpt = pathlib.Path(args[args.index("--ckpt.path") + 1])
+ckpt.mkdir(parents=True, exist_ok=True)
+(ckpt / "latest").write_text("global_step10")
+out.mkdir(parents=True, exist_ok=True)
+(out / "config.json").write_text("{}")
+if "--fail" in args:
+    sys.exit(3)
+if "--no-weights" not in args:
+    (out / "model.safetensors").write_text("w")
+(out / "tokenizer_config.json").write_text("{}")
+"""
+
+
+def fake_launch(tmp_path, *extra):
+    script = tmp_path / "fake_train_sft.py"
+    script.write_text(FAKE_OPENRLHF)
+    out = tmp_path / "results" / "models" / "m" / "verify"
+    ckpt = tmp_path / "results" / "checkpoints" / "m" / "verify"
+    cmd = [sys.executable, str(script), "--ckpt.output_dir", gor.staging_dir(out), "--ckpt.path", str(ckpt), *extra]
+    return cmd, out, ckpt
+
+
+def test_run_moves_the_model_into_place_and_drops_checkpoints(tmp_path):
+    cmd, out, ckpt = fake_launch(tmp_path)
+    gor.run(cmd, str(out), checkpoints=str(ckpt))
+    assert (out / "model.safetensors").is_file() and not Path(gor.staging_dir(out)).exists()
+    info = json.loads((out / "genrm_training.json").read_text())
+    assert info["backend"] == "openrlhf" and info["openrlhf_version"] == "0.11.2"
+    assert not ckpt.exists()
+
+
+@pytest.mark.parametrize("flag", ["--fail", "--no-weights"])
+def test_a_failed_run_leaves_no_model_and_keeps_its_checkpoints(tmp_path, flag):
+    cmd, out, ckpt = fake_launch(tmp_path, flag)
+    with pytest.raises(RuntimeError):
+        gor.run(cmd, str(out), checkpoints=str(ckpt))
+    assert not out.exists()
+    assert (ckpt / "latest").is_file()  # a retry resumes from here
+    # the retry: same command, now succeeding, reports the resume
+    cmd, out, ckpt = fake_launch(tmp_path)
+    gor.run(cmd, str(out), checkpoints=str(ckpt), keep_checkpoints=True)
+    assert json.loads((out / "genrm_training.json").read_text())["resumed_from_checkpoint"] is True
+    assert (ckpt / "latest").is_file()
+
+
+def test_run_command_line_wrapper(tmp_path):
+    cmd, out, ckpt = fake_launch(tmp_path, "--fail")
+    wrapper = [sys.executable, "-m", "genrm.openrlhf", "run", "--out", str(out), "--checkpoints", str(ckpt), "--"]
+    proc = subprocess.run(wrapper + cmd, capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 1 and "status 3" in proc.stderr and "resumes" in proc.stderr
+    assert not out.exists()
+    cmd, out, ckpt = fake_launch(tmp_path)
+    proc = subprocess.run(wrapper + cmd, capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "model.safetensors").is_file()
+
+
+def test_multi_node_launch_outside_slurm_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    with pytest.raises(RuntimeError, match="SLURM allocation"):
+        gor.run(["srun", "true"], str(tmp_path / "m"))
+
+
+def test_train_openrlhf_runs_the_built_command(tmp_path, monkeypatch, production):
+    """``python -m genrm train --backend openrlhf`` builds the same command and runs it."""
+    seen = {}
+
+    def fake_execute(argv):
+        seen["argv"] = argv
+        words = shlex.split(argv[2])
+        staging = Path(words[words.index("--ckpt.output_dir") + 1])
+        staging.mkdir(parents=True)
+        for name in ("config.json", "model.safetensors", "tokenizer.json"):
+            (staging / name).write_text("{}")
+        return 0
+
+    monkeypatch.setattr(gor, "_execute", fake_execute)
+    from genrm.train import train
+
+    settings = gconfig.train_settings(production, "qwen2.5-7b")
+    out = tmp_path / "model"
+    train("openrlhf", "resources/models/qwen2.5-7b", "rows.jsonl", str(out), settings, seed=7)
+    assert seen["argv"][:2] == ["bash", "-c"]
+    assert seen["argv"][2].startswith("torchrun --standalone --nnodes=1 --nproc-per-node=8 -m openrlhf.cli.train_sft")
+    assert (out / "model.safetensors").is_file()
+    assert json.loads((out / "genrm_training.json").read_text())["seed"] == 7
+
+
+# --- the first node of a SLURM allocation -------------------------------------------
+
+
+@pytest.fixture
+def fake_scontrol(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "scontrol"
+    script.write_text(
+        "#!/bin/sh\n"
+        'if [ "$2" = job ]; then echo "JobId=$3 JobName=x"; echo "   NodeList=gpu[07-08,11] BatchHost=gpu07"; exit 0; fi\n'
+        'if [ "$2" = hostnames ]; then [ "$3" = "gpu[07-08,11]" ] && printf "gpu07\\ngpu08\\ngpu11\\n"; exit 0; fi\n'
+        "exit 1\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+
+
+def test_head_node_from_the_node_list(fake_scontrol):
+    assert gor.head_node({"SLURM_JOB_NODELIST": "gpu[07-08,11]"}) == "gpu07"
+
+
+def test_head_node_when_the_job_step_dropped_the_node_list(fake_scontrol):
+    # the SLURM executor's job step keeps only SLURM_JOB_ID
+    assert gor.head_node({"SLURM_JOB_ID": "4242"}) == "gpu07"
+
+
+def test_head_node_outside_slurm():
+    import socket
+
+    assert gor.head_node({}) == socket.gethostname()
