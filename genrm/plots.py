@@ -115,8 +115,7 @@ def plot_heatmap(judges: list[dict], scores: list[dict], out: str):
     labels, subsets, matrix = heatmap_data(judges, scores)
     values = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
     fig, ax = plt.subplots(figsize=(2.0 + 0.55 * len(subsets), 1.6 + 0.42 * len(labels)))
-    cmap = plt.get_cmap("RdYlGn").copy()
-    cmap.set_bad("#dddddd")
+    cmap = plt.get_cmap("RdYlGn").with_extremes(bad="#dddddd")
     im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0, vmax=100, aspect="auto")
     for i in range(len(labels)):
         for k in range(len(subsets)):
