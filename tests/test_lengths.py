@@ -1,0 +1,134 @@
+"""The max_len guard (genrm.lengths): it counts the rows that OpenRLHF's SFTDataset
+would drop or cut, with the model's own tokenizer, and stops the run above a set
+fraction. Its counts are checked against OpenRLHF's SFTDataset itself."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from genrm import config as gconfig
+from genrm.io import write_jsonl
+from genrm.lengths import LengthError, check_lengths, measure, render
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def rows(demo_preferences):
+    from collections import Counter
+
+    from genrm.io import iter_jsonl
+    from genrm.sft import sft_rows
+
+    pairs = list(iter_jsonl(demo_preferences))[:40]
+    return list(sft_rows(pairs, correct_ratio=1.0, seed=3, stats=Counter()))
+
+
+def openrlhf_dataset(tokenizer, rows, max_len):
+    pytest.importorskip("openrlhf")
+    import datasets
+    from openrlhf.datasets import SFTDataset
+
+    data = SimpleNamespace(input_key="prompt", output_key="response", apply_chat_template=True,
+                           tokenizer_chat_template=None)
+    strategy = SimpleNamespace(args=SimpleNamespace(data=data))
+    return SFTDataset(datasets.Dataset.from_list(rows), tokenizer, max_len, strategy, num_processors=1)
+
+
+def test_render_is_the_text_openrlhf_trains_on(tokenizer, rows):
+    ds = openrlhf_dataset(tokenizer, rows[:4], 4096)
+    for i, row in enumerate(rows[:4]):
+        prompt, text = render(tokenizer, row)
+        assert prompt == ds.prompts[i]
+        assert text == (ds.prompts[i] + ds.responses[i]).rstrip("\n")
+
+
+def test_counts_match_what_sftdataset_drops_and_cuts(tokenizer, rows):
+    full = measure(rows, tokenizer, 100_000)
+    assert full["exceeding"] == 0 and full["template_mismatch"] == 0
+    # a max_len between the shortest prompts and the longest rows: some rows are
+    # dropped (prompt too long), some cut, some whole
+    lengths = sorted(len(tokenizer(render(tokenizer, r)[1], add_special_tokens=False)["input_ids"]) for r in rows)
+    max_len = lengths[len(lengths) // 2]
+    report = measure(rows, tokenizer, max_len)
+    ds = openrlhf_dataset(tokenizer, rows, max_len)
+    assert report["dropped"] == len(rows) - len(ds) > 0
+    cut = sum(1 for i in range(len(ds))
+              if len(tokenizer((ds.prompts[i] + ds.responses[i]).rstrip("\n"), add_special_tokens=False)["input_ids"])
+              > max_len)
+    assert report["truncated"] == cut > 0
+    assert report["exceeding"] == report["dropped"] + report["truncated"]
+    assert report["fraction_exceeding"] == pytest.approx(report["exceeding"] / len(rows))
+
+
+def test_guard_stops_above_the_fraction_with_a_clear_message(tmp_path, tiny_model_dir, rows, tokenizer):
+    path = tmp_path / "rows.jsonl"
+    write_jsonl(path, rows)
+    out = tmp_path / "report.json"
+    with pytest.raises(LengthError) as error:
+        check_lengths(str(path), str(tiny_model_dir), 40, 0.01, str(out), name="tiny")
+    message = str(error.value)
+    assert "tiny:" in message and "max_len=40" in message and "drop" in message
+    assert "train.length_guard.max_fraction" in message and "max_len" in message
+    assert not out.exists()  # a failed check leaves no report: the training rule cannot start
+    report = check_lengths(str(path), str(tiny_model_dir), 40, 1.0, str(out), name="tiny")
+    assert report["ok"] and json.loads(out.read_text())["exceeding"] == report["exceeding"] > 0
+
+
+def test_guard_passes_and_reports_per_model(tmp_path, tiny_model_dir, rows):
+    path = tmp_path / "rows.jsonl"
+    write_jsonl(path, rows)
+    out = tmp_path / "lengths" / "tiny" / "verify.json"
+    from genrm.lengths import main
+
+    assert main(["--rows", str(path), "--model", str(tiny_model_dir), "--name", "tiny", "--max-len", "512",
+                 "--max-fraction", "0.01", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["model"] == "tiny" and report["rows"] == len(rows) and report["exceeding"] == 0
+    assert report["tokens"]["max"] <= 512
+
+
+def test_guard_command_line_fails_with_the_message(tmp_path, tiny_model_dir, rows):
+    path = tmp_path / "rows.jsonl"
+    write_jsonl(path, rows)
+    proc = subprocess.run([sys.executable, "-m", "genrm.lengths", "--rows", str(path), "--model", str(tiny_model_dir),
+                           "--max-len", "40", "--max-fraction", "0", "--out", str(tmp_path / "r.json")],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 1 and "error:" in proc.stderr and "OpenRLHF would silently drop" in proc.stderr
+
+
+def test_a_template_that_renders_the_prompt_differently_counts(tokenizer, rows):
+    class Odd:
+        eos_token = tokenizer.eos_token
+
+        def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
+            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+            return text if add_generation_prompt else "SYSTEM\n" + text
+
+        def __call__(self, texts, add_special_tokens=False):
+            return tokenizer(texts, add_special_tokens=add_special_tokens)
+
+    report = measure(rows[:5], Odd(), 4096)
+    assert report["template_mismatch"] == 5 and report["exceeding"] == 5
+
+
+def test_max_len_comes_from_the_backend_settings():
+    demo = gconfig.load(REPO / "configs" / "demo.yaml")
+    assert gconfig.train_max_len(demo, "tiny-instruct") == demo["train"]["trl"]["max_length"]
+    production = gconfig.load(REPO / "workflow_config.yaml")
+    for model in production["models"]:
+        assert gconfig.train_max_len(production, model) == gconfig.openrlhf_settings(production, model)["max_len"]
+    assert production["train"]["length_guard"]["max_fraction"] == 0.01
