@@ -42,7 +42,7 @@ def _pair(rng: random.Random) -> tuple[str, str, str]:
     return q, _answer(rng, GOOD, noun), _answer(rng, BAD, noun)
 
 
-def preferences(n: int = 3000, seed: int = 0) -> list[dict]:
+def preferences(n: int = 4000, seed: int = 0) -> list[dict]:
     """Skywork-style rows: ``chosen``/``rejected`` message lists, plus ``source``."""
     rng = random.Random(f"preferences-{seed}")
     rows = []

@@ -50,12 +50,9 @@ def fetch_model(spec: dict, out: str, corpus: str | None = None, classifier: boo
 
 
 def corpus_texts(path: str) -> Iterator[str]:
-    """What a tiny tokenizer learns from: judge prompts and chat turns of the preference data."""
+    """What a tiny tokenizer learns from: the chat turns of the preference data."""
     from genrm.io import iter_jsonl
-    from genrm.protocol import PROMPT_TEMPLATE
-
     for row in iter_jsonl(path):
-        yield PROMPT_TEMPLATE
         for side in ("chosen", "rejected"):
             messages = row.get(side)
             if isinstance(messages, list):
@@ -64,18 +61,28 @@ def corpus_texts(path: str) -> Iterator[str]:
                         yield m["content"]
 
 
+def template_pieces() -> list[str]:
+    """The fixed text of the judge template between its placeholders."""
+    import re
+
+    from genrm.protocol import PROMPT_TEMPLATE
+
+    return [p for p in re.split(r"\{(?:question|response_a|response_b)\}", PROMPT_TEMPLATE) if p]
+
+
 def train_tokenizer(texts, vocab_size: int):
     """A byte-level BPE tokenizer trained on ``texts``, wrapped for transformers.
 
-    No word-splitting pre-tokenizer: merges may span spaces, so text that recurs
-    verbatim (the judge template) compresses into few tokens and the tiny demo
-    models train on short sequences. Byte fallback means any text encodes.
+    Words are split as GPT-2 does, so any text encodes and a word is a token or
+    a few. The fixed pieces of the judge template are added tokens: the tiny
+    demo models then train on short sequences (about 30 tokens a judge prompt
+    instead of 250), which is what makes the demo take minutes on a CPU.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     roles = [f"<|{r}|>" for r in ("system", "user", "assistant")]
     trainer = trainers.BpeTrainer(
@@ -83,9 +90,9 @@ def train_tokenizer(texts, vocab_size: int):
         special_tokens=SPECIAL_TOKENS + roles,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         min_frequency=2,
-        max_token_length=64,
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    tok.add_tokens([AddedToken(p, normalized=False) for p in template_pieces()])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         pad_token="<|pad|>",

@@ -70,9 +70,9 @@ def format_sft(preferences: str, out: str, stats_out: str, method: str, correct_
             f.write(json.dumps(row, ensure_ascii=False))
             f.write("\n")
             n += 1
-    judge_rows = stats["chosen_at_a"] + stats["chosen_at_b"]
-    if judge_rows == 0:
-        raise ValueError(f"no valid preference pair in {preferences}: {dict(stats)}")
+        judge_rows = stats["chosen_at_a"] + stats["chosen_at_b"]
+        if judge_rows == 0:  # inside the block: no rows file is left behind
+            raise ValueError(f"no valid preference pair in {preferences}: {dict(stats)}")
     summary = {
         "method": method,
         "correct_ratio": correct_ratio,
