@@ -200,10 +200,17 @@ OPENRLHF_REQUIRED = ("nodes", "gpus_per_node", "cpus_per_task", "mem_mb", "runti
 OPENRLHF_JOB_KEYS = ("checkpoint_dir", "keep_checkpoints", "rdzv_port")
 
 
+_OPENRLHF_DEFAULTS: dict = {}  # schema modification time -> defaults (jobs ask for them often)
+
+
 def _train_schema_defaults() -> dict:
     """The built-in values of ``train.openrlhf`` (presets, common) from the schema."""
-    node = load_schema()["properties"]["train"]["properties"]["openrlhf"]["properties"]
-    return {key: copy.deepcopy(sub.get("default")) for key, sub in node.items()}
+    mtime = SCHEMA_PATH.stat().st_mtime
+    if mtime not in _OPENRLHF_DEFAULTS:
+        node = load_schema()["properties"]["train"]["properties"]["openrlhf"]["properties"]
+        _OPENRLHF_DEFAULTS.clear()
+        _OPENRLHF_DEFAULTS[mtime] = {key: sub.get("default") for key, sub in node.items()}
+    return copy.deepcopy(_OPENRLHF_DEFAULTS[mtime])
 
 
 def openrlhf_settings(config: dict, model: str) -> dict:
@@ -255,6 +262,23 @@ def train_max_len(config: dict, model: str) -> int:
     if config["train"]["backend"] == "openrlhf":
         return int(openrlhf_settings(config, model)["max_len"])
     return int(config["train"]["trl"]["max_length"])
+
+
+def train_command(config: dict, model: str, method: str, model_dir: str, rows: str, out: str) -> str:
+    """The shell command of one training job (rule train_genrm; ``snakemake -n -p`` prints it):
+    the OpenRLHF launch line, or ``python -m genrm train --backend trl ...``."""
+    import json
+    import shlex
+
+    settings = train_settings(config, model)
+    if config["train"]["backend"] == "openrlhf":
+        from genrm.openrlhf import rule_job
+
+        return rule_job(settings, model=model, method=method, model_dir=model_dir, rows=rows, out=out,
+                        seed=config["seed"]).shell_command()
+    return (f"python -m genrm train --backend trl --model {shlex.quote(model_dir)} --rows {shlex.quote(rows)}"
+            f" --settings {shlex.quote(json.dumps(settings, sort_keys=True))} --seed {config['seed']}"
+            f" --out {shlex.quote(out)}")
 
 
 def train_resources(config: dict, model: str) -> dict:
