@@ -1,0 +1,177 @@
+"""The DAG: production dry run, config errors before any job, the real
+RewardBench file through download -> judge -> score, and the demo end to end."""
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import DEMO_ARGS, REPO, snakemake
+from genrm.io import read_json, read_jsonl, write_jsonl
+from genrm.scoring import SUBSETS, score_predictions
+
+PRODUCTION_JOBS = {"download_data": 2, "fetch_model": 7, "format_sft": 2, "train_genrm": 6,
+                   "judge_rewardbench": 13, "score_judge": 13, "tables": 1}
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a Snakemake run or dry run."""
+    lines = output.splitlines()
+    start = lines.index("Job stats:") + 3
+    counts = {}
+    for line in lines[start:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_production_dry_run_lists_every_job(tmp_path):
+    proc = snakemake(["-n", "--cores", "8"], tmp_path)
+    counts = job_counts(proc.stdout)
+    for rule, n in PRODUCTION_JOBS.items():
+        assert counts.get(rule) == n, (rule, counts)
+    for model in ("llama3.1-8b", "qwen2.5-7b", "qwen2.5-14b", "qwen2.5-32b", "qwen2.5-72b"):
+        assert f"results/models/{model}/verify" in proc.stdout
+        assert f"results/eval/{model}/predictions.jsonl" in proc.stdout
+    assert "results/models/llama3.1-8b/verify_correct" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda c: c["judge"].update(backend="sglang"), ["judge.backend", "'sglang'", "vllm, transformers"]),
+        (lambda c: c["train"].update(epochz=3), ["train", "epochz", "allowed keys", "backend"]),
+        (lambda c: c["genrms"].update({"qwen2.5-7b": ["verify_twice"]}), ["genrms.qwen2.5-7b", "verify_twice",
+                                                                         "verify, verify_correct"]),
+        (lambda c: c["models"]["qwen2.5-14b"].update(size="13b"), ["models.qwen2.5-14b.size", "14b"]),
+    ],
+)
+def test_invalid_config_is_refused_before_any_job(tmp_path, change, expected):
+    config = yaml.safe_load((REPO / "workflow_config.yaml").read_text())
+    change(config)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    proc = snakemake(["-n", "--configfile", str(bad), "--replace-workflow-config"], tmp_path, check=False)
+    assert proc.returncode != 0
+    message = proc.stdout + proc.stderr
+    for text in expected:
+        assert text in message, (text, message[-2000:])
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
+def stratified_sample(path: Path, per_subset: int, seed: int = 0) -> list[dict]:
+    by_subset = defaultdict(list)
+    for row in read_jsonl(path):
+        by_subset[row["subset"]].append(row)
+    rng = random.Random(seed)
+    return [row for subset in SUBSETS for row in rng.sample(by_subset[subset], per_subset)]
+
+
+def run_genrm(*args):
+    proc = subprocess.run([sys.executable, "-m", "genrm", *args], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_real_rewardbench_download_judge_score(rewardbench_file, tiny_model_dir, tiny_classifier_dir, tmp_path):
+    """Tier 4: real RewardBench rows (5 per subset) through the real steps with tiny judges."""
+    sample = tmp_path / "sample.jsonl"
+    write_jsonl(sample, stratified_sample(rewardbench_file, 5))
+    data, stats = tmp_path / "rb.jsonl", tmp_path / "rb.stats.json"
+    run_genrm("download", "--kind", "rewardbench", "--source", str(sample), "--split", "filtered",
+              "--out", str(data), "--stats", str(stats))
+    assert read_json(stats)["rows_written"] == 115
+    # A context far shorter than many RewardBench answers: prompts must be shortened, not dropped.
+    settings = {"backend": "transformers", "max_new_tokens": 4, "max_model_len": 384, "batch_size": 16,
+                "threads": 2}
+    for judge_type, model in (("generative", tiny_model_dir), ("classifier", tiny_classifier_dir)):
+        preds, scores = tmp_path / f"{judge_type}.jsonl", tmp_path / f"{judge_type}.scores.json"
+        run_genrm("judge", "--type", judge_type, "--model", str(model), "--data", str(data),
+                  "--settings", json.dumps(settings), "--out", str(preds))
+        run_genrm("score", "--predictions", str(preds), "--out", str(scores))
+        rows = read_jsonl(preds)
+        assert len(rows) == 115 and {r["subset"] for r in rows} == set(SUBSETS)
+        assert all(r["correct"] in (0.0, 0.25, 0.5, 0.75, 1.0) for r in rows)
+        result = read_json(scores)
+        assert result == json.loads(json.dumps(score_predictions(rows)))
+        assert 0.0 <= result["score"] <= 1.0 and all(v is not None for v in result["sections"].values())
+        if judge_type == "generative":
+            assert any(r["shortened"] for r in rows)
+            assert result["counts"]["unparsed_verdicts"] == sum(
+                (r["verdict_chosen_a"] is None) + (r["verdict_chosen_b"] is None) for r in rows)
+
+
+# --- the demo, end to end --------------------------------------------------------
+
+
+def test_demo_tables_show_learning(demo_run):
+    import csv
+
+    with open(demo_run / "results" / "tables" / "results.csv") as f:
+        rows = {(r["model"], r["method"]): r for r in csv.DictReader(f)}
+    assert float(rows[("Tiny-Instruct", "LLM-as-a-Judge")]["score"]) <= 65
+    assert float(rows[("Tiny-GenRM", "Verify Only")]["score"]) >= 85
+    assert float(rows[("Tiny-GenRM", "Verify+Correct")]["score"]) >= 85
+    assert rows[("Tiny-Reward (untrained)", "Bradley-Terry")]["score"] != ""
+    md = (demo_run / "results" / "tables" / "results.md").read_text()
+    assert "| :---: |" in md.replace("|:---:|", "| :---: |") or ":---:" in md
+    assert "**Tiny-GenRM**" in md
+
+
+def test_demo_scores_match_official_weighting(demo_run):
+    for scores_file in (demo_run / "results" / "eval").glob("*/scores.json"):
+        predictions = read_jsonl(scores_file.parent / "predictions.jsonl")
+        recomputed = json.loads(json.dumps(score_predictions(predictions)))
+        stored = read_json(scores_file)
+        assert stored["sections"] == pytest.approx(recomputed["sections"])
+        assert stored["score"] == pytest.approx(recomputed["score"])
+        assert stored["counts"]["examples"] == len(predictions) == 23 * 12
+
+
+def test_demo_format_stats_count_malformed_rows(demo_run):
+    stats = read_json(demo_run / "results" / "sft" / "verify_correct" / "stats.json")
+    assert sum(stats["dropped"].values()) == 7 and stats["judge_rows"] == 4000
+    assert stats["correct_rows"] > 0 and 0.45 < stats["fraction_chosen_at_a"] < 0.55
+
+
+def test_demo_rerun_does_nothing(demo_run):
+    proc = snakemake(["-n", *DEMO_ARGS], demo_run)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_interrupted_training_resumes_without_redoing_finished_jobs(demo_run):
+    """Kill the run during a training job: no output that looks complete is left, and
+    the rerun redoes that job and what depends on it, nothing else."""
+    import shutil
+
+    model = demo_run / "results" / "models" / "tiny-instruct" / "verify_correct"
+    shutil.rmtree(model)
+    log = demo_run / "logs" / "train_genrm" / "tiny-instruct" / "verify_correct.log"
+    log.unlink()
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(demo_run),
+           "--workflow-profile", "none", "--cores", "2", *DEMO_ARGS]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (log.exists() and "loss" in log.read_text(errors="replace")):
+        time.sleep(0.5)
+    assert log.exists(), "training never started"
+    import os
+
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does to the whole run
+    proc.communicate(timeout=120)
+    assert not model.exists(), "a killed training job left its output directory in place"
+    rerun = snakemake(["--cores", "2", "--rerun-incomplete", *DEMO_ARGS], demo_run)
+    counts = job_counts(rerun.stdout + rerun.stderr)
+    assert counts.get("train_genrm") == 1 and counts.get("judge_rewardbench") == 1
+    assert "download_data" not in counts and "format_sft" not in counts and "fetch_model" not in counts
+    assert (model / "config.json").exists()
