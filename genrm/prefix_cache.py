@@ -137,7 +137,8 @@ class PrefixCachedEngine:
 
         parts = [self.split(p) for p in pairs]
         cost = [len(q) + 2 * max(len(sa), len(sb)) for q, sa, sb in parts]
-        order = sorted(range(len(parts)), key=lambda i: (cost[i], len(parts[i][0])))
+        # suffix length first (two rows per example), then question length: least padding
+        order = sorted(range(len(parts)), key=lambda i: (max(len(parts[i][1]), len(parts[i][2])), len(parts[i][0])))
         results: list = [None] * len(parts)
         start = time.perf_counter()
         with torch.inference_mode():

@@ -78,7 +78,10 @@ def overall_score(sections: dict[str, float | None]) -> float | None:
 
 
 def score_predictions(rows: list[dict]) -> dict:
-    """The scores.json payload for one judge's predictions (fractions in [0, 1])."""
+    """The scores.json payload for one judge's predictions (fractions in [0, 1]), with the
+    judge's diagnostics (position bias, unparsed rate, bootstrap interval: genrm.diagnostics)."""
+    from genrm.diagnostics import diagnostics
+
     accuracies, counts = subset_accuracies(rows)
     unknown = sorted(set(accuracies) - set(SUBSET_SECTION))
     if unknown:
@@ -96,4 +99,5 @@ def score_predictions(rows: list[dict]) -> dict:
             "per_subset": {s: counts[s] for s in SUBSETS if s in counts},
             "unparsed_verdicts": unparsed,
         },
+        "diagnostics": diagnostics(rows),
     }

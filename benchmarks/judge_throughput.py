@@ -1,0 +1,262 @@
+"""Judging throughput on CPU: the original's way against this project's two modes.
+
+    .venv/bin/python benchmarks/judge_throughput.py            # about 5 minutes on 2 cores
+
+On a fixed, seeded sample of real RewardBench prompts (``filtered.jsonl`` of the
+shared folder), both orders of every example, with one compute-bound model
+(a Llama of about 29M parameters, random weights) and a byte-level BPE
+tokenizer trained on the RewardBench text (GPT-2-style pre-tokenization, so
+the judge template tokenizes the way real tokenizers do it), it times:
+
+- ``baseline``: the original's way, one prompt at a time, ``model.generate``
+  greedy with at most 8 new tokens;
+- ``generate``: this project's generate mode (``genrm.prefix_cache``), batched,
+  shared prefixes computed once, greedy up to 8 new tokens;
+- ``logprob``: this project's logprob mode, same engine, one forward pass.
+
+All three judge the same prompts (``genrm.judge.prepare``: prompts longer than
+the context are shortened the same way). The work is interleaved in rounds so
+that load from other processes hits every method alike. For each method it
+prints judge calls per second, the ratio to the baseline, and the efficiency:
+the FLOPs the method had to do on the tokens it computed (linear layers,
+attention over each token's keys, vocabulary projections), per second, over a
+float32 matrix-multiply rate measured in the same run. The last line is
+``logprob_vs_baseline=<ratio>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from genrm.judge import Example, prepare  # noqa: E402
+from genrm.models import SPECIAL_TOKENS, TINY_CHAT_TEMPLATE  # noqa: E402
+from genrm.prefix_cache import PrefixCachedEngine  # noqa: E402
+from genrm.protocol import PROMPT_TEMPLATE  # noqa: E402
+
+
+def shared_data() -> Path:
+    shared = Path(os.environ.get("GENRM_SHARED", REPO.parent / "shared"))
+    return shared / "data" / "rewardbench" / "filtered.jsonl"
+
+
+def train_tokenizer(rows: list[dict], vocab_size: int):
+    """Byte-level BPE with GPT-2 pre-tokenization, trained on the RewardBench text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    roles = [f"<|{r}|>" for r in ("system", "user", "assistant")]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS + roles,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), min_frequency=2)
+    texts = [PROMPT_TEMPLATE] + [r[k] for r in rows for k in ("prompt", "chosen", "rejected")]
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", bos_token="<|bos|>",
+                                   eos_token="<|end|>", unk_token="<|unk|>", additional_special_tokens=roles)
+    fast.chat_template = TINY_CHAT_TEMPLATE
+    return fast
+
+
+def build_model(vocab: int, args, tokenizer):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(args.seed)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=args.hidden, intermediate_size=args.intermediate,
+                         num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                         num_key_value_heads=args.heads, max_position_embeddings=max(4096, args.max_model_len),
+                         tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    return LlamaForCausalLM(config).eval()
+
+
+class Flops:
+    """FLOPs of a Llama forward pass, by what was computed."""
+
+    def __init__(self, config):
+        h, i, n = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+        kv = config.num_key_value_heads * (h // config.num_attention_heads)
+        self.per_token = 2 * n * (2 * h * h + 2 * h * kv + 3 * h * i)  # q, o, k, v projections and the MLP
+        self.per_key = 4 * n * h  # scores and weighted values, per (query, key) pair
+        self.per_logit_row = 2 * h * config.vocab_size
+
+    def __call__(self, tokens: int, attended: int, logit_rows: int) -> float:
+        return tokens * self.per_token + attended * self.per_key + logit_rows * self.per_logit_row
+
+
+def matmul_rate(seconds: float = 1.0) -> float:
+    """float32 FLOP/s of a matrix multiply shaped like the model's MLP (best of a few runs)."""
+    import torch
+
+    a, b = torch.randn(1024, 512), torch.randn(512, 2048)
+    with torch.inference_mode():
+        for _ in range(3):
+            a @ b
+        best, end = 0.0, time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            start = time.perf_counter()
+            for _ in range(10):
+                a @ b
+            best = max(best, 10 * 2 * 1024 * 512 * 2048 / (time.perf_counter() - start))
+    return best
+
+
+class Method:
+    def __init__(self, name: str):
+        self.name, self.seconds, self.calls, self.flops = name, 0.0, 0, 0.0
+        self.tokens = self.padded = 0
+
+
+def run_baseline(model, pairs, flops: Flops, method: Method, pad_id: int) -> list[list[int]]:
+    """One prompt at a time through ``model.generate`` (greedy, at most 8 new tokens)."""
+    import torch
+
+    outputs = []
+    with torch.inference_mode():
+        for pair in pairs:
+            for ids in pair:
+                x = torch.tensor([ids])
+                start = time.perf_counter()
+                out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=8, do_sample=False,
+                                     pad_token_id=pad_id)
+                method.seconds += time.perf_counter() - start
+                new = out[0, len(ids):].tolist()
+                L, n = len(ids), len(new)
+                method.flops += flops(L + n - 1, L * (L + 1) // 2 + sum(L + k for k in range(1, n)), n)
+                method.tokens += L + n - 1
+                method.calls += 1
+                outputs.append(new)
+    return outputs
+
+
+def run_engine(engine: PrefixCachedEngine, pairs, flops: Flops, method: Method) -> list:
+    before = (engine.stats.tokens, engine.stats.attended, engine.stats.logit_rows, engine.stats.padded)
+    start = time.perf_counter()
+    out = engine.run(pairs)
+    method.seconds += time.perf_counter() - start
+    st = engine.stats
+    method.flops += flops(st.tokens - before[0], st.attended - before[1], st.logit_rows - before[2])
+    method.tokens += st.tokens - before[0]
+    method.padded += st.padded - before[3]
+    method.calls += 2 * len(pairs)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(shared_data()), help="RewardBench filtered.jsonl")
+    p.add_argument("--examples", type=int, default=200, help="examples in the sample (x2 judge calls)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=4, help="interleaved rounds (robust to background load)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--max-model-len", type=int, default=1024)
+    p.add_argument("--vocab", type=int, default=8192)
+    p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--intermediate", type=int, default=2048)
+    p.add_argument("--layers", type=int, default=6)
+    p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--token-budget", type=int, default=4096, help="engine token budget per forward pass")
+    p.add_argument("--max-batch", type=int, default=4, help="engine examples per batch")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    args = p.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    all_rows = [json.loads(line) for line in open(args.data, encoding="utf-8")]
+    rows = random.Random(args.seed).sample(all_rows, args.examples)
+    tokenizer = train_tokenizer(all_rows, args.vocab)
+    model = build_model(len(tokenizer), args, tokenizer)
+    n_params = sum(p.numel() for p in model.parameters())
+    examples = [Example(r["id"], r["subset"], r["prompt"], r["chosen"], r["rejected"]) for r in rows]
+    settings = {"max_model_len": args.max_model_len, "max_new_tokens": 8}
+    gen = prepare(tokenizer, examples, settings, "generate")
+    lp = prepare(tokenizer, examples, settings, "logprob")
+    flops = Flops(model.config)
+    pad_id = tokenizer.pad_token_id
+    eos = [tokenizer.eos_token_id]
+    prompt_tokens = sum(len(a) + len(b) for a, b in gen.ids)
+    shared = gen.shared_prefix_len()
+    question_tokens = 0
+    for a, b in gen.ids:
+        c = 0
+        while c < min(len(a), len(b)) - 1 and a[c] == b[c]:
+            c += 1
+        question_tokens += c - shared
+    print(f"model: Llama, {n_params / 1e6:.1f}M parameters ({args.layers} layers, hidden {args.hidden}), "
+          f"vocab {len(tokenizer)}, float32, {args.threads} threads")
+    print(f"data: {args.examples} RewardBench examples (seed {args.seed}), {2 * args.examples} judge calls, "
+          f"{prompt_tokens / (2 * args.examples):.0f} prompt tokens per call on average, context "
+          f"{args.max_model_len}, {gen.shortened} examples shortened")
+    print(f"shared prefixes: {shared} tokens in every prompt, {question_tokens / args.examples:.0f} more per "
+          f"example in both orders ({100 * (2 * args.examples * shared + 2 * question_tokens) / prompt_tokens:.1f}%"
+          " of prompt tokens)")
+    print(f"setup (tokenizer, model, prompts): {time.perf_counter() - t0:.1f}s")
+
+    rate_before = matmul_rate()
+    methods = {name: Method(name) for name in ("baseline", "generate", "logprob")}
+    engines = {}
+    for name, prepared in (("generate", gen), ("logprob", lp)):
+        start = time.perf_counter()
+        engines[name] = PrefixCachedEngine(model, prepared.ids[0][0][:prepared.shared_prefix_len()],
+                                           mode=name, verdict=prepared.verdict, max_new_tokens=8, eos_ids=eos,
+                                           pad_id=pad_id, token_budget=args.token_budget, max_batch=args.max_batch)
+        methods[name].seconds += time.perf_counter() - start
+        st = engines[name].stats
+        methods[name].flops += flops(st.tokens, st.attended, st.logit_rows)
+        methods[name].tokens += st.tokens
+
+    outputs = {"baseline": [], "generate": []}
+    chunks = [list(range(len(examples)))[r::args.rounds] for r in range(args.rounds)]
+    for r, chunk in enumerate(chunks):
+        order = ["baseline", "generate", "logprob"]
+        order = order[r % 3:] + order[:r % 3]  # rotate: no method always runs first
+        for name in order:
+            if name == "baseline":
+                outputs["baseline"] += run_baseline(model, [gen.ids[i] for i in chunk], flops, methods[name], pad_id)
+            elif name == "generate":
+                out = run_engine(engines[name], [gen.ids[i] for i in chunk], flops, methods[name])
+                outputs["generate"] += [ids for pair in out for ids in pair]
+            else:
+                run_engine(engines[name], [lp.ids[i] for i in chunk], flops, methods[name])
+        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{m.name} {m.seconds:.1f}s" for m in methods.values()),
+              flush=True)
+    rate = max(rate_before, matmul_rate())
+    same = sum(a == b for a, b in zip(outputs["baseline"], outputs["generate"]))
+
+    base = methods["baseline"]
+    figures = {"matmul_gflops": rate / 1e9, "examples": args.examples, "parameters": n_params}
+    print(f"matmul rate (float32, {args.threads} threads): {rate / 1e9:.1f} GFLOP/s")
+    print(f"generate mode outputs identical to the baseline's: {same}/{len(outputs['baseline'])}")
+    print(f"{'method':<9} {'calls/s':>8} {'vs baseline':>11} {'GFLOP':>8} {'GFLOP/s':>8} {'efficiency':>10} "
+          f"{'tokens':>9} {'padding':>8} {'seconds':>8}")
+    for m in methods.values():
+        speed = m.calls / m.seconds
+        ratio = speed / (base.calls / base.seconds)
+        achieved = m.flops / m.seconds
+        pad = m.padded / (m.tokens + m.padded) if m.tokens + m.padded else 0.0
+        print(f"{m.name:<9} {speed:>8.2f} {ratio:>10.2f}x {m.flops / 1e9:>8.0f} {achieved / 1e9:>8.1f} "
+              f"{100 * achieved / rate:>9.1f}% {m.tokens:>9} {100 * pad:>7.1f}% {m.seconds:>8.1f}")
+        figures[m.name] = {"calls_per_second": speed, "vs_baseline": ratio, "gflop": m.flops / 1e9,
+                           "efficiency": achieved / rate, "tokens": m.tokens, "seconds": m.seconds}
+    print(f"total time: {time.perf_counter() - t0:.0f}s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    logprob_ratio = (methods["logprob"].calls / methods["logprob"].seconds) / (base.calls / base.seconds)
+    print(f"logprob_vs_baseline={logprob_ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
