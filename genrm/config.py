@@ -315,3 +315,10 @@ def judge_resources(config: dict, judge: Judge) -> dict:
     gpus = judge_gpus(config, judge)
     return {"gpu": gpus or None, "cpus_per_task": config["judge"]["threads"],
             "mem_mb": config["judge"]["mem_mb"], "runtime": config["judge"]["runtime"]}
+
+
+def judge_model_dir(judge: Judge) -> str:
+    """The weights a judge runs: the trained GenRM, or the fetched base or external model."""
+    if judge.kind == "genrm":
+        return f"results/models/{judge.model}/{judge.genrm_method}"
+    return f"resources/models/{judge.model}"

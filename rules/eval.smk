@@ -6,17 +6,6 @@
 EVAL_ENV = "../envs/eval.yaml" if config["judge"]["backend"] == "vllm" else "../envs/eval-cpu.yaml"
 
 
-def judge_model(wildcards):
-    judge = JUDGES[wildcards.judge]
-    if judge.kind == "genrm":
-        return f"results/models/{judge.model}/{judge.genrm_method}"
-    return f"resources/models/{judge.model}"
-
-
-def _judge_resource(key):
-    return lambda w: gconfig.judge_resources(config, JUDGES[w.judge])[key]
-
-
 # Resumable: finished shards are kept in results/eval/{judge}/predictions.jsonl.shards/
 # (not a declared output, so Snakemake leaves it when a job fails); a rerun with the
 # same model, data and settings judges only the missing shards. predictions.jsonl
@@ -24,7 +13,7 @@ def _judge_resource(key):
 rule judge_rewardbench:
     input:
         data="resources/data/rewardbench.jsonl",
-        model=judge_model,
+        model=lambda w: gconfig.judge_model_dir(JUDGES[w.judge]),
     output:
         "results/eval/{judge}/predictions.jsonl",
     params:
@@ -34,10 +23,10 @@ rule judge_rewardbench:
     resources:
         # gpu: GPUs of the job (sbatch --gpus), the vLLM tensor parallel size of the
         # judge's size class; None on the transformers (CPU) backend.
-        gpu=_judge_resource("gpu"),
-        cpus_per_task=_judge_resource("cpus_per_task"),
-        mem_mb=_judge_resource("mem_mb"),
-        runtime=_judge_resource("runtime"),
+        gpu=lambda w: gconfig.judge_resources(config, JUDGES[w.judge])["gpu"],
+        cpus_per_task=lambda w: gconfig.judge_resources(config, JUDGES[w.judge])["cpus_per_task"],
+        mem_mb=lambda w: gconfig.judge_resources(config, JUDGES[w.judge])["mem_mb"],
+        runtime=lambda w: gconfig.judge_resources(config, JUDGES[w.judge])["runtime"],
     log:
         "logs/judge_rewardbench/{judge}.log",
     benchmark:
