@@ -1,10 +1,10 @@
 """Judging throughput on CPU: the original's way against this project's two modes.
 
-    .venv/bin/python benchmarks/judge_throughput.py            # about 5 minutes on 2 cores
+    .venv/bin/python benchmarks/judge_throughput.py     # about 5 minutes on 2 idle cores
 
 On a fixed, seeded sample of real RewardBench prompts (``filtered.jsonl`` of the
 shared folder), both orders of every example, with one compute-bound model
-(a Llama of about 29M parameters, random weights) and a byte-level BPE
+(a Llama of about 21M parameters, random weights) and a byte-level BPE
 tokenizer trained on the RewardBench text (GPT-2-style pre-tokenization, so
 the judge template tokenizes the way real tokenizers do it), it times:
 
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vocab", type=int, default=8192)
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--intermediate", type=int, default=2048)
-    p.add_argument("--layers", type=int, default=6)
+    p.add_argument("--layers", type=int, default=4)
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--token-budget", type=int, default=4096, help="engine token budget per forward pass")
     p.add_argument("--max-batch", type=int, default=4, help="engine examples per batch")

@@ -91,9 +91,10 @@ def cut_middle(tokenizer, text: str, keep: int) -> str:
     return text if len(ids) <= keep else cut_middle_ids(tokenizer, ids, keep)
 
 
-def prompt_length(tokenizer, messages: list[dict]) -> int:
-    """Tokens of a conversation rendered by the chat template with the generation prompt."""
-    return len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)["input_ids"])
+def prompt_length(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> int:
+    """Tokens of a conversation rendered by the chat template (tokenized as the backends do)."""
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def judge_prompt_length(tokenizer, ex: Example) -> int:
@@ -102,7 +103,7 @@ def judge_prompt_length(tokenizer, ex: Example) -> int:
 
 
 def classifier_length(tokenizer, ex: Example) -> int:
-    return max(len(tokenizer.apply_chat_template(classifier_messages(ex.question, answer), tokenize=True)["input_ids"])
+    return max(prompt_length(tokenizer, classifier_messages(ex.question, answer), add_generation_prompt=False)
                for answer in (ex.chosen, ex.rejected))
 
 
@@ -261,6 +262,8 @@ def prepare(tokenizer, examples: Sequence[Example], settings: dict, mode: str) -
         if max(len(a), len(b)) > budget:
             examples[k] = shorten_example(tokenizer, examples[k], budget)
             ids[k] = encode_judge_prompts(tokenizer, [examples[k]])[0]
+            if max(len(x) for x in ids[k]) > budget:  # pragma: no cover - shorten_example guarantees it
+                raise RuntimeError(f"example {examples[k].id} still does not fit {budget} tokens")
     if verdict is not None:
         suffix = list(verdict.prefix)
         ids = [(a + suffix, b + suffix) for a, b in ids]
