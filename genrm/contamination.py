@@ -123,7 +123,6 @@ class Benchmark:
     vocab: dict[str, int]
     exact: dict[str, list[int]]  # normalised prompt -> prompt indices
     token_ids: list[np.ndarray]  # per prompt
-    ngram_counts: list[int]  # distinct n-grams per prompt
     hashes: np.ndarray = field(repr=False)  # sorted n-gram hashes (with repeats)
     owner: np.ndarray = field(repr=False)  # prompt index of each hash
     start: np.ndarray = field(repr=False)  # position of the n-gram in its prompt
@@ -136,7 +135,7 @@ class Benchmark:
     @classmethod
     def build(cls, rows: Iterable[dict], n: int = DEFAULT_N) -> Benchmark:
         vocab: dict[str, int] = {}
-        ids, subsets, token_ids, counts = [], [], [], []
+        ids, subsets, token_ids = [], [], []
         exact: dict[str, list[int]] = defaultdict(list)
         all_h, all_owner, all_start = [], [], []
         for i, row in enumerate(rows):
@@ -149,13 +148,12 @@ class Benchmark:
                               count=len(toks))
             token_ids.append(arr)
             h, _ = _window_hashes(arr, n)
-            counts.append(len(np.unique(h)))
             all_h.append(h)
             all_owner.append(np.full(len(h), i, dtype=np.int32))
             all_start.append(np.arange(len(h), dtype=np.int32))
         hashes = np.concatenate(all_h) if all_h else np.zeros(0, dtype=np.uint64)
         order = np.argsort(hashes, kind="stable")
-        return cls(n, ids, subsets, vocab, dict(exact), token_ids, counts, hashes[order],
+        return cls(n, ids, subsets, vocab, dict(exact), token_ids, hashes[order],
                    (np.concatenate(all_owner) if all_owner else np.zeros(0, np.int32))[order],
                    (np.concatenate(all_start) if all_start else np.zeros(0, np.int32))[order])
 
