@@ -326,10 +326,17 @@ def _execute(argv: list[str]) -> int:
 
 def train_openrlhf(model_dir: str, rows: str, out: str, settings: dict, seed: int) -> None:
     """``python -m genrm train --backend openrlhf``: build the launch command from
-    ``settings`` (``genrm.config.train_settings``) and run it. Optional keys
-    ``checkpoints`` and ``tensorboard`` place those folders (default: beside ``out``)."""
-    job = build_job(settings, model_dir=model_dir, rows=rows, out=out, seed=seed,
-                    checkpoints=settings.get("checkpoints"), tensorboard=settings.get("tensorboard"))
+    ``settings`` (``genrm.config.train_settings``) and run it. With an ``out`` of the
+    form .../<model>/<method> and settings that name a ``checkpoint_dir``, the folders
+    are the rule's (see ``rule_job``); optional keys ``checkpoints`` and ``tensorboard``
+    place them elsewhere (default: beside ``out``)."""
+    parts = Path(out).parts
+    if "checkpoint_dir" in settings and len(parts) >= 2 and not settings.get("checkpoints"):
+        job = rule_job(settings, model=parts[-2], method=parts[-1], model_dir=model_dir, rows=rows, out=out,
+                       seed=seed)
+    else:
+        job = build_job(settings, model_dir=model_dir, rows=rows, out=out, seed=seed,
+                        checkpoints=settings.get("checkpoints"), tensorboard=settings.get("tensorboard"))
     run(job.launch_line(), job.out, job.staging, job.checkpoints, job.keep_checkpoints,
         record={"settings": settings, "seed": seed})
 

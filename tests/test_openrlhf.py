@@ -464,10 +464,14 @@ def test_train_openrlhf_runs_the_built_command(tmp_path, monkeypatch, production
     from genrm.train import train
 
     settings = gconfig.train_settings(production, "qwen2.5-7b")
-    out = tmp_path / "model"
+    settings["checkpoint_dir"] = str(tmp_path / "checkpoints")
+    out = tmp_path / "models" / "qwen2.5-7b" / "verify"
     train("openrlhf", "resources/models/qwen2.5-7b", "rows.jsonl", str(out), settings, seed=7)
     assert seen["argv"][:2] == ["bash", "-c"]
-    assert seen["argv"][2].startswith("torchrun --standalone --nnodes=1 --nproc-per-node=8 -m openrlhf.cli.train_sft")
+    line = seen["argv"][2]
+    assert line.startswith("torchrun --standalone --nnodes=1 --nproc-per-node=8 -m openrlhf.cli.train_sft")
+    assert f"--ckpt.path {tmp_path}/checkpoints/qwen2.5-7b/verify " in line  # as the rule places them
+    assert "--logger.tensorboard_dir logs/train_genrm/qwen2.5-7b/verify.tensorboard" in line
     assert (out / "model.safetensors").is_file()
     assert json.loads((out / "genrm_training.json").read_text())["seed"] == 7
 
