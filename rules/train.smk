@@ -25,6 +25,7 @@ rule check_sft_lengths:
     resources:
         mem_mb=16000,
         runtime=60,
+    retries: 0  # the same rows fail the same way: no resubmission (profiles retry training)
     log:
         "logs/check_sft_lengths/{model}/{method}.log",
     benchmark:
