@@ -5,7 +5,8 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "workflow_config.yaml"
+# Found beside this Snakefile, whatever the working directory (--directory).
+configfile: f"{workflow.basedir}/workflow_config.yaml"
 
 
 include: "rules/common.smk"
