@@ -14,9 +14,14 @@ the judge template tokenizes the way real tokenizers do it), it times:
   shared prefixes computed once, greedy up to 8 new tokens;
 - ``logprob``: this project's logprob mode, same engine, one forward pass.
 
+The sample is judged in interleaved rounds (each a seeded share of the examples,
+every method in turn), so that load from other processes hits every method
+alike; if the machine is so busy that the next round would end after
+``--max-seconds``, the run stops at a round boundary and the figures cover the
+rounds done (the output says so).
+
 All three judge the same prompts (``genrm.judge.prepare``: prompts longer than
-the context are shortened the same way). The work is interleaved in rounds so
-that load from other processes hits every method alike. For each method it
+the context are shortened the same way). For each method it
 prints judge calls per second, the ratio to the baseline, and the efficiency:
 the FLOPs the method had to do on the tokens it computed (linear layers,
 attention over each token's keys, vocabulary projections), per second, over a
@@ -157,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=str(shared_data()), help="RewardBench filtered.jsonl")
     p.add_argument("--examples", type=int, default=200, help="examples in the sample (x2 judge calls)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rounds", type=int, default=4, help="interleaved rounds (robust to background load)")
+    p.add_argument("--rounds", type=int, default=8, help="interleaved rounds (robust to background load)")
+    p.add_argument("--max-seconds", type=float, default=540,
+                   help="stop after the round that would overrun this (figures cover the rounds done)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-model-len", type=int, default=1024)
     p.add_argument("--vocab", type=int, default=8192)
@@ -219,7 +226,13 @@ def main(argv: list[str] | None = None) -> int:
 
     outputs = {"baseline": [], "generate": []}
     chunks = [list(range(len(examples)))[r::args.rounds] for r in range(args.rounds)]
+    judged, rounds_start = 0, time.perf_counter()
     for r, chunk in enumerate(chunks):
+        spent = time.perf_counter() - t0
+        if r and spent + (time.perf_counter() - rounds_start) / r > args.max_seconds:
+            print(f"time limit: stopping after {r} of {args.rounds} rounds")
+            break
+        judged += len(chunk)
         order = ["baseline", "generate", "logprob"]
         order = order[r % 3:] + order[:r % 3]  # rotate: no method always runs first
         for name in order:
@@ -236,8 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     same = sum(a == b for a, b in zip(outputs["baseline"], outputs["generate"]))
 
     base = methods["baseline"]
-    figures = {"matmul_gflops": rate / 1e9, "examples": args.examples, "parameters": n_params}
+    figures = {"matmul_gflops": rate / 1e9, "examples": judged, "parameters": n_params}
     print(f"matmul rate (float32, {args.threads} threads): {rate / 1e9:.1f} GFLOP/s")
+    print(f"judged: {judged} examples ({2 * judged} judge calls per method)")
     print(f"generate mode outputs identical to the baseline's: {same}/{len(outputs['baseline'])}")
     print(f"{'method':<9} {'calls/s':>8} {'vs baseline':>11} {'GFLOP':>8} {'GFLOP/s':>8} {'efficiency':>10} "
           f"{'tokens':>9} {'padding':>8} {'seconds':>8}")
