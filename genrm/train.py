@@ -65,6 +65,7 @@ def train_trl(model_dir: str, rows: str, out: str, settings: dict, seed: int) ->
         use_cpu=not torch.cuda.is_available(),
         bf16=torch.cuda.is_available(),
         dataloader_num_workers=0,
+        disable_tqdm=True,  # plain loss lines in the job log
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
     too_long = sum(1 for n in trainer.train_dataset["input_ids"] if len(n) >= settings["max_length"])
