@@ -166,9 +166,10 @@ def test_every_table_and_plot_renders(report_html, browser):
         browser.js("app.setView({content: arguments[1], contentPath: results[arguments[0]].data_uri,"
                    " resultPath: arguments[0]})", path, kind)
         if kind == "img":
-            size = browser.wait("const i = document.querySelector('#app img');"
+            size = browser.wait("const i = [...document.querySelectorAll('#app img')]"
+                                ".find(i => i.src === results[arguments[0]].data_uri);"
                                 " return i && i.complete && i.naturalWidth > 0 ? [i.naturalWidth, i.naturalHeight]"
-                                " : null")
+                                " : null", path)
             assert size and size[0] > 300 and size[1] > 200, path
         else:
             assert browser.wait("return document.querySelector('#app iframe') !== null"), path
