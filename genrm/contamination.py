@@ -15,7 +15,7 @@ Two tests per (training row, RewardBench prompt):
 Speed (the 80K-row training set in seconds, see ``benchmarks/contamination.py``):
 words are mapped to integers through the RewardBench vocabulary (a word outside
 it can never be part of a shared n-gram, so it breaks windows), the n-grams of a
-chunk of rows are hashed at once with a rolling polynomial hash in numpy, and
+chunk of rows are hashed at once with a polynomial hash in numpy, and
 looked up in the sorted hashes of the RewardBench n-grams. Every hit is then
 verified word by word, so a hash collision cannot create a match.
 
