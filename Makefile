@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 SNAKEMAKE := $(BIN)/snakemake --workflow-profile none
 DEMO := --configfile configs/demo.yaml --replace-workflow-config
 
-.PHONY: install demo demo-dry test lint clean-demo
+.PHONY: install demo demo-dry test lint clean-demo chromium
 
 $(STAMP): requirements/cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,11 @@ demo: $(STAMP)
 demo-dry: $(STAMP)
 	$(SNAKEMAKE) -n $(DEMO)
 
-test: $(STAMP)
+# Headless Chromium for the report test (Debian packages; does nothing when present).
+chromium:
+	sh tests/setup_chromium.sh
+
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)

@@ -151,27 +151,37 @@ def test_demo_rerun_does_nothing(demo_run):
 def test_interrupted_training_resumes_without_redoing_finished_jobs(demo_run):
     """Kill the run during a training job: no output that looks complete is left, and
     the rerun redoes that job and what depends on it, nothing else."""
+    import os
     import shutil
 
+    # The state of a run stopped before this GenRM was trained: its model and
+    # everything downstream of it are missing.
     model = demo_run / "results" / "models" / "tiny-instruct" / "verify_correct"
-    shutil.rmtree(model)
+    for path in (model, demo_run / "results" / "eval" / "tiny-instruct__verify_correct",
+                 demo_run / "results" / "tables"):
+        shutil.rmtree(path)
     log = demo_run / "logs" / "train_genrm" / "tiny-instruct" / "verify_correct.log"
     log.unlink()
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(demo_run),
            "--workflow-profile", "none", "--cores", "2", *DEMO_ARGS]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and not (log.exists() and "loss" in log.read_text(errors="replace")):
-        time.sleep(0.5)
-    assert log.exists(), "training never started"
-    import os
-
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does to the whole run
-    proc.communicate(timeout=120)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not (log.exists() and "'loss'" in log.read_text(errors="replace")):
+            assert proc.poll() is None, proc.communicate()[0][-3000:]
+            time.sleep(0.5)
+        assert log.exists(), "training never started"
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does to the whole run
+        first = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0, first[-2000:]
     assert not model.exists(), "a killed training job left its output directory in place"
+    assert not (demo_run / "results" / "tables" / "results.csv").exists()
     rerun = snakemake(["--cores", "2", "--rerun-incomplete", *DEMO_ARGS], demo_run)
     counts = job_counts(rerun.stdout + rerun.stderr)
-    assert counts.get("train_genrm") == 1 and counts.get("judge_rewardbench") == 1
-    assert "download_data" not in counts and "format_sft" not in counts and "fetch_model" not in counts
+    assert counts.get("train_genrm") == 1 and counts.get("judge_rewardbench") == 1, counts
+    assert counts.get("tables") == 1, counts
+    assert not {"download_data", "format_sft", "fetch_model"} & set(counts), counts
     assert (model / "config.json").exists()
+    assert (demo_run / "results" / "tables" / "results.csv").exists()
