@@ -172,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--intermediate", type=int, default=2048)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--heads", type=int, default=8)
-    p.add_argument("--token-budget", type=int, default=4096, help="engine token budget per forward pass")
-    p.add_argument("--max-batch", type=int, default=4, help="engine examples per batch")
+    p.add_argument("--token-budget", type=int, default=8192, help="engine token positions per forward pass")
+    p.add_argument("--max-batch", type=int, default=8, help="engine examples per batch")
+    p.add_argument("--max-padding", type=float, default=0.02, help="engine padding share per batch")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
 
@@ -218,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         engines[name] = PrefixCachedEngine(model, prepared.ids[0][0][:prepared.shared_prefix_len()],
                                            mode=name, verdict=prepared.verdict, max_new_tokens=8, eos_ids=eos,
-                                           pad_id=pad_id, token_budget=args.token_budget, max_batch=args.max_batch)
+                                           pad_id=pad_id, token_budget=args.token_budget, max_batch=args.max_batch,
+                                           max_padding=args.max_padding)
         methods[name].seconds += time.perf_counter() - start
         st = engines[name].stats
         methods[name].flops += flops(st.tokens, st.attended, st.logit_rows)

@@ -346,8 +346,8 @@ def judge(judge_type: str, model: str, data: str, out: str, settings: dict) -> N
 
 
 DEFAULTS = {"backend": "transformers", "mode": "generate", "max_new_tokens": 8, "max_model_len": 4096,
-            "batch_size": 64, "token_budget": 8192, "shard_size": 256, "threads": 2, "tensor_parallel_size": 1,
-            "gpu_memory_utilization": 0.9, "progress": True, "seed": 0}
+            "batch_size": 64, "token_budget": 8192, "max_padding": 0.1, "shard_size": 256, "threads": 2,
+            "tensor_parallel_size": 1, "gpu_memory_utilization": 0.9, "seed": 0}
 
 
 def make_runner(judge_type: str, mode: str, model: str, examples: list[Example], settings: dict):

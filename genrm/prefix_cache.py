@@ -38,7 +38,6 @@ from genrm.judge import (
     fit_context,
     generative_rows,
     prepare,
-    token_batches,
 )
 
 log = logging.getLogger(__name__)
@@ -87,7 +86,7 @@ class PrefixCachedEngine:
 
     def __init__(self, model, shared_prefix: Sequence[int], *, mode: str, verdict: VerdictTokens | None = None,
                  max_new_tokens: int = 8, eos_ids: Sequence[int] = (), pad_id: int = 0, token_budget: int = 8192,
-                 max_batch: int = 64):
+                 max_batch: int = 64, max_padding: float = 0.1):
         import torch
 
         if mode not in ("generate", "logprob"):
@@ -96,7 +95,7 @@ class PrefixCachedEngine:
             raise ValueError("logprob mode needs the verdict tokens")
         self.model, self.mode, self.verdict = model, mode, verdict
         self.max_new_tokens, self.eos_ids, self.pad_id = max_new_tokens, set(eos_ids), pad_id
-        self.token_budget, self.max_batch = token_budget, max_batch
+        self.token_budget, self.max_batch, self.max_padding = token_budget, max_batch, max_padding
         self.device = next(model.parameters()).device
         self.prefix = list(shared_prefix)
         self.stats = EngineStats()
@@ -136,14 +135,10 @@ class PrefixCachedEngine:
         import torch
 
         parts = [self.split(p) for p in pairs]
-        cost = [len(q) + 2 * max(len(sa), len(sb)) for q, sa, sb in parts]
-        # suffix length first (two rows per example), then question length: least padding
-        order = sorted(range(len(parts)), key=lambda i: (max(len(parts[i][1]), len(parts[i][2])), len(parts[i][0])))
         results: list = [None] * len(parts)
         start = time.perf_counter()
         with torch.inference_mode():
-            for batch in token_batches([cost[i] for i in order], self.token_budget, self.max_batch):
-                idx = [order[i] for i in batch]
+            for idx in self.batches(parts):
                 outs = self._run_batch([parts[i] for i in idx])
                 for i, o in zip(idx, outs):
                     results[i] = o
@@ -153,6 +148,27 @@ class PrefixCachedEngine:
                     progress(len(idx))
         self.stats.seconds += time.perf_counter() - start
         return results
+
+    def batches(self, parts: list[tuple[list[int], list[int], list[int]]]) -> list[list[int]]:
+        """Indices of ``parts`` in batches: sorted by suffix then question length; a batch grows while
+        its padded size stays within ``token_budget`` positions, its padding within ``max_padding``
+        of them, and its size within ``max_batch`` (one example always makes a batch)."""
+        shape = [(len(q), max(len(a), len(b)), len(q) + len(a) + len(b)) for q, a, b in parts]
+        order = sorted(range(len(parts)), key=lambda i: (shape[i][1], shape[i][0]))
+        out, batch, mq, ms, real = [], [], 0, 0, 0
+        for i in order:
+            q, s, r = shape[i]
+            nq, ns, nr = max(mq, q), max(ms, s), real + r
+            padded = (len(batch) + 1) * (nq + 2 * ns)
+            if batch and (len(batch) >= self.max_batch or padded > self.token_budget
+                          or padded - nr > self.max_padding * padded):
+                out.append(batch)
+                batch, nq, ns, nr = [], q, s, r
+            batch.append(i)
+            mq, ms, real = nq, ns, nr
+        if batch:
+            out.append(batch)
+        return out
 
     def _cache(self, batch_size: int):
         from transformers import DynamicCache
@@ -279,7 +295,8 @@ class TransformersJudge:
             self.model, self.prepared.ids[0][0][:self.prepared.shared_prefix_len()] if examples else [],
             mode=mode, verdict=self.prepared.verdict, max_new_tokens=settings["max_new_tokens"],
             eos_ids=eos_token_ids(self.tokenizer, self.model), pad_id=pad_token_id(self.tokenizer),
-            token_budget=settings["token_budget"], max_batch=settings["batch_size"])
+            token_budget=settings["token_budget"], max_batch=settings["batch_size"],
+            max_padding=settings["max_padding"])
 
     def __call__(self, indices: Sequence[int], progress: Callable[[int], None] | None = None) -> list[dict]:
         outputs = self.engine.run([self.prepared.ids[i] for i in indices], progress)

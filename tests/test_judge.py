@@ -106,7 +106,7 @@ def test_logprob_engine_equals_full_forward_and_computes_no_token_twice(lm, real
     tok, model = lm
     prepared = J.prepare(tok, real_examples, {"max_model_len": 512, "max_new_tokens": 8}, "logprob")
     assert prepared.shortened > 0
-    engine = engine_for(lm, prepared, token_budget=2000, max_batch=max_batch)
+    engine = engine_for(lm, prepared, token_budget=2000, max_batch=max_batch, max_padding=0.5)
     results = engine.run(prepared.ids)
     with torch.inference_mode():
         for pair, result in zip(prepared.ids, results):
@@ -129,7 +129,7 @@ def test_generate_engine_equals_model_generate(lm, real_examples):
 
     tok, model = lm
     prepared = J.prepare(tok, real_examples, {"max_model_len": 512, "max_new_tokens": 6}, "generate")
-    engine = engine_for(lm, prepared, token_budget=2000, max_batch=4, max_new_tokens=6)
+    engine = engine_for(lm, prepared, token_budget=2000, max_batch=4, max_padding=0.5, max_new_tokens=6)
     results = engine.run(prepared.ids)
     with torch.inference_mode():
         for pair, result in zip(prepared.ids, results):
@@ -139,6 +139,21 @@ def test_generate_engine_equals_model_generate(lm, real_examples):
                                      pad_token_id=tok.pad_token_id)[0, len(ids):].tolist()
                 assert generated == ref[:len(generated)]
                 assert len(generated) == 6 or generated[-1] in engine.eos_ids
+
+
+def test_engine_batches_respect_budget_size_and_padding(lm):
+    from genrm.prefix_cache import PrefixCachedEngine
+
+    engine = PrefixCachedEngine(lm[1], [1], mode="generate", token_budget=100, max_batch=3, max_padding=0.2)
+    parts = [([0] * q, [0] * s, [0] * s) for q, s in [(1, 10), (1, 10), (1, 10), (1, 10), (10, 10), (1, 40), (1, 12)]]
+    batches = engine.batches(parts)
+    assert sorted(i for b in batches for i in b) == list(range(7))
+    assert batches[0] == [0, 1, 2]  # identical shapes: up to max_batch
+    for b in batches:
+        mq, ms = max(len(parts[i][0]) for i in b), max(len(parts[i][1]) for i in b)
+        padded = len(b) * (mq + 2 * ms)
+        real = sum(len(parts[i][0]) + 2 * len(parts[i][1]) for i in b)
+        assert len(b) == 1 or (padded <= 100 and padded - real <= 0.2 * padded)
 
 
 def test_token_batches_respect_the_budget():
