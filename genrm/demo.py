@@ -29,10 +29,9 @@ def _question(rng: random.Random) -> str:
 
 
 def _answer(rng: random.Random, quality: tuple[str, ...], noun: str) -> str:
-    """Some filler words, maybe a quality word among them, and always one at the end."""
-    words = [rng.choice(FILLER) for _ in range(rng.randint(1, 6))]
-    if rng.random() < 0.5:
-        words.insert(rng.randint(0, len(words)), rng.choice(quality))
+    """Two to four quality words among a few filler words, and always one at the end."""
+    words = [rng.choice(FILLER) for _ in range(rng.randint(0, 3))] + [rng.choice(quality) for _ in range(rng.randint(1, 3))]
+    rng.shuffle(words)
     return f"The {noun} answer: " + " ".join(words) + " " + rng.choice(quality) + "."
 
 
