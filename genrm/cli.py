@@ -78,7 +78,9 @@ def cmd_readme(a):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m genrm", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="python -m genrm", description=__doc__,
+        epilog="Also: " + ", ".join(MODULE_COMMANDS) + " (each with its own --help).")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("check-config", help="validate a workflow config file")
@@ -146,7 +148,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Steps whose module has a command line of its own: ``python -m genrm plots ...`` runs
+# ``genrm.plots.main([...])``, so every rule calls the one entry point.
+MODULE_COMMANDS = {
+    "contamination": "genrm.contamination",
+    "diagnostics": "genrm.diagnostics",
+    "lengths": "genrm.lengths",
+    "openrlhf": "genrm.openrlhf",
+    "plots": "genrm.plots",
+    "report-tables": "genrm.tables",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in MODULE_COMMANDS:
+        import importlib
+
+        return importlib.import_module(MODULE_COMMANDS[argv[0]]).main(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:

@@ -31,7 +31,7 @@ rule check_contamination:
     conda:
         "../envs/data.yaml"
     shell:
-        "python -m genrm.contamination check --preferences {input.preferences}"
+        "python -m genrm contamination check --preferences {input.preferences}"
         " --rewardbench {input.rewardbench} --ngram {params.ngram}"
         " --min-shared-ngrams {params.min_shared} {params.drop}"
         " --out-dir {params.out_dir} > {log} 2>&1"
@@ -52,7 +52,7 @@ rule decontaminate:
     conda:
         "../envs/data.yaml"
     shell:
-        "python -m genrm.contamination decontaminate --preferences {input.preferences}"
+        "python -m genrm contamination decontaminate --preferences {input.preferences}"
         " --matches {input.matches} --summary {input.summary}"
         " --out {output.rows} --stats {output.stats} > {log} 2>&1"
 

@@ -69,4 +69,4 @@ rule diagnostics_table:
     conda:
         "../envs/report.yaml"
     shell:
-        "python -m genrm.diagnostics --judges {params.judges} --scores {input} --out {output} > {log} 2>&1"
+        "python -m genrm diagnostics --judges {params.judges} --scores {input} --out {output} > {log} 2>&1"

@@ -105,7 +105,7 @@ rule sft_table:
     conda:
         "../envs/report.yaml"
     shell:
-        "python -m genrm.tables sft --stats {input} --out-md {output.md} --out-html {output.html} > {log} 2>&1"
+        "python -m genrm report-tables sft --stats {input} --out-md {output.md} --out-html {output.html} > {log} 2>&1"
 
 
 # The judging step's diagnostics table (rule diagnostics_table, Markdown) as a page of the report.
@@ -126,7 +126,7 @@ rule diagnostics_html:
     conda:
         "../envs/report.yaml"
     shell:
-        "python -m genrm.tables html --md {input} --title 'Judge diagnostics' --out {output} > {log} 2>&1"
+        "python -m genrm report-tables html --md {input} --title 'Judge diagnostics' --out {output} > {log} 2>&1"
 
 
 rule plot_sections:
@@ -149,7 +149,7 @@ rule plot_sections:
     conda:
         "../envs/report.yaml"
     shell:
-        "python -m genrm.plots sections --judges {params.judges} --scores {input} --out {output} > {log} 2>&1"
+        "python -m genrm plots sections --judges {params.judges} --scores {input} --out {output} > {log} 2>&1"
 
 
 rule plot_heatmap:
@@ -172,7 +172,7 @@ rule plot_heatmap:
     conda:
         "../envs/report.yaml"
     shell:
-        "python -m genrm.plots heatmap --judges {params.judges} --scores {input} --out {output} > {log} 2>&1"
+        "python -m genrm plots heatmap --judges {params.judges} --scores {input} --out {output} > {log} 2>&1"
 
 
 rule plot_genrm_vs_base:
@@ -196,7 +196,7 @@ rule plot_genrm_vs_base:
     conda:
         "../envs/report.yaml"
     shell:
-        "python -m genrm.plots genrm-vs-base --judges {params.judges} --base {input.base}"
+        "python -m genrm plots genrm-vs-base --judges {params.judges} --base {input.base}"
         " --genrm {input.genrm} --out {output} > {log} 2>&1"
 
 

@@ -33,7 +33,7 @@ rule check_sft_lengths:
     conda:
         TRAIN_ENV
     shell:
-        "python -m genrm.lengths --rows {input.rows} --model {input.model} --name {wildcards.model}"
+        "python -m genrm lengths --rows {input.rows} --model {input.model} --name {wildcards.model}"
         " --max-len {params.max_len} --max-fraction {params.max_fraction} --out {output} > {log} 2>&1"
 
 
