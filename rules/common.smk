@@ -3,6 +3,7 @@ import json
 import os
 import re
 import shlex
+import sys
 
 from snakemake.exceptions import WorkflowError
 
@@ -18,6 +19,10 @@ except gconfig.ConfigError as error:
 os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p
 )
+# ... and let `python` in a job be the interpreter running Snakemake (a virtual
+# environment need not be activated). With --sdm conda, the job's own environment
+# is put in front of this.
+os.environ["PATH"] = os.pathsep.join((os.path.dirname(sys.executable), os.environ.get("PATH", "")))
 
 JUDGES = {j.name: j for j in gconfig.judges(config)}
 GENRMS = gconfig.genrms(config)
