@@ -148,12 +148,6 @@ def judges(config: dict) -> list[Judge]:
     return out
 
 
-def judge_by_name(config: dict, name: str) -> Judge:
-    for j in judges(config):
-        if j.name == name:
-            return j
-    raise KeyError(name)
-
 
 def model_entry(config: dict, name: str) -> dict:
     """The models/external_judges entry for a name."""

@@ -85,11 +85,6 @@ def cut_middle_ids(tokenizer, ids: Sequence[int], keep: int) -> str:
             + (tokenizer.decode(ids[len(ids) - tail:]) if tail else ""))
 
 
-def cut_middle(tokenizer, text: str, keep: int) -> str:
-    """``text`` cut to ``keep`` tokens from its middle (unchanged if it is short enough)."""
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    return text if len(ids) <= keep else cut_middle_ids(tokenizer, ids, keep)
-
 
 def prompt_length(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> int:
     """Tokens of a conversation rendered by the chat template (tokenized as the backends do)."""
