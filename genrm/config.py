@@ -148,7 +148,6 @@ def judges(config: dict) -> list[Judge]:
     return out
 
 
-
 def model_entry(config: dict, name: str) -> dict:
     """The models/external_judges entry for a name."""
     if name in config["models"]:

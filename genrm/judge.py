@@ -85,7 +85,6 @@ def cut_middle_ids(tokenizer, ids: Sequence[int], keep: int) -> str:
             + (tokenizer.decode(ids[len(ids) - tail:]) if tail else ""))
 
 
-
 def prompt_length(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> int:
     """Tokens of a conversation rendered by the chat template (tokenized as the backends do)."""
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)

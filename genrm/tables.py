@@ -193,7 +193,6 @@ def results_table(rows: list[dict], title: str = "") -> Table:
                                  for r in rows])
 
 
-
 def results_tables(rows: list[dict]) -> list[Table]:
     return [results_table([r for r in rows if r["family"] == f], f) for f in _families(rows)]
 
