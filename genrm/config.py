@@ -155,6 +155,18 @@ def model_entry(config: dict, name: str) -> dict:
     return config["external_judges"][name]
 
 
+def prepare_job_environment(package_root: str) -> None:
+    """Make ``python -m genrm`` work in every job: the package on the import path
+    whatever the working directory, and ``python`` the interpreter running Snakemake
+    (a virtual environment need not be activated; with --sdm conda the job's own
+    environment comes first)."""
+    import os
+    import sys
+
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    os.environ["PATH"] = os.pathsep.join((os.path.dirname(sys.executable), os.environ.get("PATH", "")))
+
+
 def train_settings(config: dict, model: str) -> dict:
     """What the training backend gets for one base model.
 

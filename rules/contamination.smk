@@ -55,18 +55,3 @@ rule decontaminate:
         "python -m genrm contamination decontaminate --preferences {input.preferences}"
         " --matches {input.matches} --summary {input.summary}"
         " --out {output.rows} --stats {output.stats} > {log} 2>&1"
-
-
-def sft_preferences(wildcards=None):
-    """The preference rows SFT is made from: decontaminated when contamination.drop is on."""
-    if config["contamination"]["drop"]:
-        return rules.decontaminate.output.rows
-    return "resources/data/preferences.jsonl"
-
-
-def contamination_targets():
-    """What all_targets() adds: the report, and the record of dropped rows when dropping."""
-    targets = [rules.check_contamination.output.report]
-    if config["contamination"]["drop"]:
-        targets.append(rules.decontaminate.output.stats)
-    return targets

@@ -8,6 +8,7 @@ rule download_data:
     params:
         source=lambda w: config["data"][w.kind]["source"],
         split=lambda w: config["data"][w.kind]["split"],
+        seed=config["seed"],
         limit=lambda w: (
             f"--limit {config['data'][w.kind]['limit']}" if config["data"][w.kind]["limit"] else ""
         ),
@@ -20,24 +21,20 @@ rule download_data:
     localrule: True
     shell:
         "python -m genrm download --kind {wildcards.kind} --source {params.source:q}"
-        " --split {params.split:q} {params.limit} --seed {config[seed]}"
+        " --split {params.split:q} {params.limit} --seed {params.seed}"
         " --out {output.data} --stats {output.stats} > {log} 2>&1"
-
-
-def _fetch_spec(name):
-    return gconfig.model_entry(config, name)
 
 
 rule fetch_model:
     input:
         # A tiny model trains its tokenizer on the run's preference data.
         corpus=lambda w: (
-            ["resources/data/preferences.jsonl"] if _fetch_spec(w.name)["source"] == "tiny" else []
+            ["resources/data/preferences.jsonl"] if gconfig.model_entry(config, w.name)["source"] == "tiny" else []
         ),
     output:
         directory("resources/models/{name}"),
     params:
-        spec=lambda w: as_arg(_fetch_spec(w.name)),
+        spec=lambda w: as_arg(gconfig.model_entry(config, w.name)),
         corpus=lambda w, input: f"--corpus {input.corpus[0]}" if input.corpus else "",
         classifier=lambda w: (
             "--classifier" if config["external_judges"].get(w.name, {}).get("type") == "classifier" else ""

@@ -1,41 +1,6 @@
 # Tables of every judge's scores (reproduced, beside the published figures), plots,
 # the README section, and the Snakemake report (`snakemake --report report.html`).
-import genrm.reference as greference
-
-
 report: "../report/workflow.rst"
-
-
-_published_problems = greference.override_problems(config, list(JUDGES))
-if _published_problems:
-    raise WorkflowError("invalid configuration:\n  " + "\n  ".join(_published_problems))
-
-
-def table_rows(judges):
-    """The judges' identities in the tables, each with the published row it is compared with."""
-    return [{**gconfig.table_row(j), "published": greference.published_key(config, j)} for j in judges]
-
-
-def scores_of(judges):
-    return [f"results/eval/{j.name}/scores.json" for j in judges]
-
-
-def report_targets():
-    """What all_targets() adds: every table, every plot, the contamination report."""
-    return [
-        *rules.tables.output,
-        *rules.sft_table.output,
-        *rules.diagnostics_html.output,
-        *rules.plot_sections.output,
-        *rules.plot_heatmap.output,
-        *(f"results/plots/genrm_vs_base/{model}/{method}.png" for model, method in GENRMS),
-        *contamination_targets(),
-    ]
-
-
-def genrm_pair(model, method):
-    """(base judge, GenRM judge) of one trained GenRM."""
-    return JUDGES[model], JUDGES[gconfig.genrm_name(model, method)]
 
 
 rule tables:

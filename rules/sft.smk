@@ -9,6 +9,7 @@ rule format_sft:
         stats="results/sft/{method}/stats.json",
     params:
         ratio=lambda w: config["methods"][w.method]["correct_ratio"],
+        seed=config["seed"],
     log:
         "logs/format_sft/{method}.log",
     benchmark:
@@ -17,5 +18,5 @@ rule format_sft:
         "../envs/data.yaml"
     shell:
         "python -m genrm format-sft --preferences {input} --method {wildcards.method}"
-        " --correct-ratio {params.ratio} --seed {config[seed]}"
+        " --correct-ratio {params.ratio} --seed {params.seed}"
         " --out {output.rows} --stats {output.stats} > {log} 2>&1"
