@@ -145,27 +145,29 @@ def download(source: str, split: str, kind: str, out: str, stats_out: str, seed:
     columns, rows, bad = load_source(source, split, kind, seed=seed)
     check_columns(columns, kind, source)
     problem_of = ROW_PROBLEM[kind]
-    kept = Counter()
-    total = Counter()
+    read = 0
 
     def good_rows():
+        nonlocal read
+        written = 0
         for row in rows:
-            if limit is not None and kept["rows"] >= limit:
+            if limit is not None and written >= limit:
                 break
-            total["rows"] += 1
+            read += 1
             problem = problem_of(row)
             if problem:
                 bad[problem] += 1
                 continue
-            kept["rows"] += 1
+            written += 1
             yield {k: row[k] for k in columns if k in row} if kind == "rewardbench" else row
 
     n = write_jsonl(out, good_rows())
+    unreadable = sum(v for k, v in bad.items() if k in ("invalid_json", "not_an_object"))
     stats = {
         "source": source,
         "split": split,
         "kind": kind,
-        "rows_read": total["rows"] + sum(v for k, v in bad.items() if k in ("invalid_json", "not_an_object")),
+        "rows_read": read + unreadable,
         "rows_written": n,
         "dropped": dict(sorted(bad.items())),
     }

@@ -8,11 +8,8 @@ only; runs on CPU and is what the demo and the tests use) and ``openrlhf``
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 
 def train(backend: str, model: str, rows: str, out: str, settings: dict, seed: int) -> None:
@@ -68,15 +65,12 @@ def train_trl(model_dir: str, rows: str, out: str, settings: dict, seed: int) ->
         disable_tqdm=True,  # plain loss lines in the job log
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
-    too_long = sum(1 for n in trainer.train_dataset["input_ids"] if len(n) >= settings["max_length"])
-    if too_long:
-        log.warning("%d of %d rows were truncated to max_length=%d", too_long, len(ds), settings["max_length"])
     result = trainer.train()
     final = work / "model"
     trainer.save_model(str(final))
     tokenizer.save_pretrained(str(final))
     (final / "genrm_training.json").write_text(
-        json.dumps({"backend": "trl", "rows": len(ds), "truncated_rows": too_long, "settings": settings,
+        json.dumps({"backend": "trl", "rows": len(ds), "settings": settings,
                     "seed": seed, "train_loss": result.training_loss}, indent=2)
     )
     shutil.rmtree(out_path, ignore_errors=True)
