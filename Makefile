@@ -7,14 +7,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SNAKEMAKE := $(BIN)/snakemake --workflow-profile none
 DEMO := --configfile configs/demo.yaml --replace-workflow-config
+PYTEST := $(BIN)/python -m pytest -q
 
-.PHONY: install demo demo-dry test lint clean-demo chromium
+.PHONY: install demo demo-dry test test-fast lint clean-demo chromium slurm
 
-$(STAMP): requirements/cpu.txt
+$(STAMP): requirements/cpu.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements/cpu.txt
 	$(BIN)/python -m pip install -q --no-deps openrlhf==0.11.2
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(STAMP)
@@ -32,11 +34,22 @@ demo-dry: $(STAMP)
 chromium:
 	sh tests/setup_chromium.sh
 
-test: $(STAMP) chromium
-	$(BIN)/python -m pytest -q tests
+# A one-node Slurm cluster's packages for the Slurm tests (Debian packages; quick when present).
+slurm:
+	bash cluster/local-slurm.sh install
 
+# Static checks: ruff on the Python code, snakemake --lint on the rule files.
 lint: $(STAMP)
+	$(BIN)/ruff check genrm tests benchmarks
 	$(SNAKEMAKE) --lint
+
+# Every tier this machine can run (pyproject.toml lists the tiers).
+test: $(STAMP) chromium slurm lint
+	$(PYTEST) tests
+
+# The unit tier alone (under two minutes).
+test-fast: $(STAMP)
+	$(PYTEST) -m unit tests
 
 clean-demo:
 	rm -rf results resources logs benchmarks/*/ .snakemake

@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from genrm import contamination  # noqa: E402
 from genrm.io import read_jsonl, write_jsonl  # noqa: E402
-from genrm.scoring import SUBSETS  # noqa: E402
+from genrm.protocol import SUBSETS  # noqa: E402
 
 PLANT_EXACT = 100
 PLANT_PASSAGE = 100

@@ -55,7 +55,7 @@ if {task!r} == "parse":
     with open({src!r}, encoding="utf-8") as f:
         n = sum(1 for line in f if json.loads(line))
 else:
-    from genrm.sft import format_sft
+    from genrm.train.rows import format_sft
     n = format_sft({src!r}, {out!r}, {out!r} + ".stats.json", "verify_correct", 1.0, 42)["rows_out"]
 print(json.dumps({{"seconds": time.perf_counter() - t, "rows": n,
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))

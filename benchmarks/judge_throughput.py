@@ -10,7 +10,7 @@ the judge template tokenizes the way real tokenizers do it), it times:
 
 - ``baseline``: the original's way, one prompt at a time, ``model.generate``
   greedy with at most 8 new tokens;
-- ``generate``: this project's generate mode (``genrm.prefix_cache``), batched,
+- ``generate``: this project's generate mode (``genrm.judge.backends.transformers``), batched,
   shared prefixes computed once, greedy up to 8 new tokens;
 - ``logprob``: this project's logprob mode, same engine, one forward pass.
 
@@ -20,7 +20,7 @@ alike; if the machine is so busy that the next round would end after
 ``--max-seconds``, the run stops at a round boundary and the figures cover the
 rounds done (the output says so).
 
-All three judge the same prompts (``genrm.judge.prepare``: prompts longer than
+All three judge the same prompts (``genrm.judge.examples.prepare``: prompts longer than
 the context are shortened the same way). For each method it
 prints judge calls per second, the ratio to the baseline, and the efficiency:
 the FLOPs the method had to do on the tokens it computed (linear layers,
@@ -42,9 +42,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from genrm.judge import Example, prepare  # noqa: E402
-from genrm.models import SPECIAL_TOKENS, TINY_CHAT_TEMPLATE  # noqa: E402
-from genrm.prefix_cache import PrefixCachedEngine  # noqa: E402
+from genrm.config import JudgeSettings  # noqa: E402
+from genrm.data.models import SPECIAL_TOKENS, TINY_CHAT_TEMPLATE  # noqa: E402
+from genrm.judge.backends.transformers import PrefixCachedEngine  # noqa: E402
+from genrm.judge.examples import Example, prepare  # noqa: E402
 from genrm.protocol import PROMPT_TEMPLATE  # noqa: E402
 
 
@@ -188,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(len(tokenizer), args, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
     examples = [Example(r["id"], r["subset"], r["prompt"], r["chosen"], r["rejected"]) for r in rows]
-    settings = {"max_model_len": args.max_model_len, "max_new_tokens": 8}
+    settings = JudgeSettings(backend="transformers", mode="generate", max_new_tokens=8,
+                             max_model_len=args.max_model_len, batch_size=64, token_budget=16384, max_padding=0.1,
+                             shard_size=256, threads=2, tensor_parallel_size=1, gpu_memory_utilization=0.9, seed=0)
     gen = prepare(tokenizer, examples, settings, "generate")
     lp = prepare(tokenizer, examples, settings, "logprob")
     flops = Flops(model.config)

@@ -1,7 +1,13 @@
-"""``python -m genrm <subcommand>``: the one entry point every Snakemake rule calls.
+"""``python -m genrm <step>``: the one command line (layer 4). Every Snakemake rule calls it.
 
-Each subcommand is a thin wrapper over a function of the package, so every
-step can be run and tested without Snakemake.
+Each step is a thin wrapper over a function of the package, so every step can be
+run and tested without Snakemake. The same things have the same flags everywhere:
+``--judges`` (JSON: the judges' table rows), ``--scores`` (their scores.json
+files, same order), ``--settings`` (JSON: a job's resolved settings), ``--seed``,
+``--out`` (one output file or directory) and ``--out-dir`` (a folder of outputs).
+
+Exit status: 0 on success, 2 with a one-line ``error:`` message for bad input
+(an invalid config, data or argument), 1 when a step fails otherwise.
 """
 
 from __future__ import annotations
@@ -9,12 +15,31 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+
+log = logging.getLogger("genrm")
+
+
+class InputError(ValueError):
+    """Bad input named on the command line."""
 
 
 def _json(text: str):
-    return json.loads(text)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(f"not valid JSON ({error}): {text[:80]}") from None
 
+
+def _judges_and_scores(a) -> tuple[list[dict], list[str]]:
+    judges = _json(a.judges)
+    if len(judges) != len(a.scores):
+        raise InputError(f"{len(judges)} judges but {len(a.scores)} score files")
+    return judges, a.scores
+
+
+# --- steps ----------------------------------------------------------------------------
 
 def cmd_check_config(a):
     from genrm import config
@@ -24,153 +49,296 @@ def cmd_check_config(a):
 
 
 def cmd_download(a):
-    from genrm.data import download
+    from genrm.data.sources import download
 
-    stats = download(a.source, a.split, a.kind, a.out, a.stats, seed=a.seed, limit=a.limit)
-    print(json.dumps(stats, indent=2))
+    print(json.dumps(download(a.source, a.split, a.kind, a.out, a.stats, seed=a.seed, limit=a.limit), indent=2))
 
 
 def cmd_fetch_model(a):
-    from genrm.models import fetch_model
+    from genrm.data.models import fetch_model
 
     fetch_model(_json(a.spec), a.out, corpus=a.corpus, classifier=a.classifier)
 
 
-def cmd_format_sft(a):
-    from genrm.sft import format_sft
+def cmd_contamination(a):
+    from genrm import contamination
 
-    stats = format_sft(a.preferences, a.out, a.stats, a.method, a.correct_ratio, a.seed)
-    print(json.dumps(stats, indent=2))
+    if a.action == "check":
+        result = contamination.check(a.preferences, a.rewardbench, a.out_dir, a.ngram, a.min_shared_ngrams, a.drop)
+        result = {k: v for k, v in result.items() if k != "per_subset"}
+    else:
+        result = contamination.decontaminate(a.preferences, a.matches, a.summary, a.out, a.stats)
+    print(json.dumps(result, indent=2))
+
+
+def cmd_format_sft(a):
+    from genrm.train.rows import format_sft
+
+    print(json.dumps(format_sft(a.preferences, a.out, a.stats, a.method, a.correct_ratio, a.seed), indent=2))
+
+
+def cmd_check_lengths(a):
+    from genrm.train.lengths import check_lengths
+
+    check_lengths(a.rows, a.model, a.max_len, a.max_fraction, a.out, a.name)
 
 
 def cmd_train(a):
-    from genrm.train import train
+    from genrm.config import TrlSettings, from_dict
+    from genrm.train.trl import train_trl
 
-    train(a.backend, a.model, a.rows, a.out, _json(a.settings), seed=a.seed)
+    train_trl(a.model, a.rows, a.out, from_dict(TrlSettings, _json(a.settings), "--settings"), seed=a.seed)
+
+
+def cmd_openrlhf(a):
+    from genrm.train import openrlhf
+
+    if a.action == "head-node":
+        print(openrlhf.head_node())
+    elif a.action == "run":
+        launch = a.launch[1:] if a.launch[:1] == ["--"] else a.launch
+        if not launch:
+            raise InputError("openrlhf run: give the launch command after --")
+        openrlhf.run(launch, a.out, a.staging, a.checkpoints, a.keep_checkpoints, record=_json(a.record))
+    else:
+        return _openrlhf_jobs(a)
+
+
+def _openrlhf_jobs(a) -> int:
+    """``show``: every training command and its resources; ``check``: parse each with the
+    installed OpenRLHF's own train_sft parser."""
+    from genrm import config, paths
+    from genrm.train import openrlhf
+
+    cfg = config.load(a.config)
+    parser = openrlhf.recover_parser(a.source) if a.action == "check" else None
+    failed = 0
+    for model, method in config.genrms(cfg):
+        settings = config.openrlhf_settings(cfg, model)
+        job = openrlhf.rule_job(settings, model=model, method=method, model_dir=paths.MODEL.format(name=model),
+                                rows=paths.SFT_ROWS.format(method=method),
+                                out=paths.TRAINED.format(model=model, method=method), seed=cfg["seed"])
+        if parser is None:
+            print(f"# {model} x {method}: {json.dumps(openrlhf.job_resources(settings))}")
+            print(job.shell_command() + "\n")
+            continue
+        try:
+            openrlhf.check_command(job.launch, parser)
+            print(f"ok    {model} x {method}")
+        except ValueError as error:
+            failed += 1
+            print(f"FAIL  {model} x {method}: {error}")
+    return 1 if failed else 0
 
 
 def cmd_judge(a):
-    from genrm.judge import judge
+    from genrm.config import JudgeSettings, from_dict
+    from genrm.judge.job import judge
 
-    judge(a.type, a.model, a.data, a.out, _json(a.settings))
+    judge(a.model, a.data, a.out, from_dict(JudgeSettings, _json(a.settings), "--settings"))
 
 
 def cmd_score(a):
+    from genrm.evaluate import score_predictions
     from genrm.io import read_jsonl, write_json
-    from genrm.scoring import score_predictions
 
     scores = score_predictions(read_jsonl(a.predictions))
     write_json(a.out, scores)
     print(json.dumps({k: scores[k] for k in ("score", "sections", "counts")}, indent=2))
 
 
-def cmd_tables(a):
-    from genrm.tables import write_tables
+def cmd_diagnostics(a):
+    from genrm.report.tables import write_diagnostics_table
 
-    write_tables(a.config, a.scores, a.out_dir)
+    print(write_diagnostics_table(*_judges_and_scores(a), os.path.join(a.out_dir, "diagnostics.md"),
+                                  os.path.join(a.out_dir, "diagnostics.html")))
+
+
+def cmd_tables(a):
+    from genrm.report.tables import write_tables
+
+    write_tables(*_judges_and_scores(a), a.out_dir)
+
+
+def cmd_sft_table(a):
+    from genrm.report.tables import write_sft_table
+
+    write_sft_table(a.stats, os.path.join(a.out_dir, "sft.md"), os.path.join(a.out_dir, "sft.html"))
+
+
+def cmd_plots(a):
+    from genrm.io import read_json
+    from genrm.report import plots
+
+    judges, score_files = _judges_and_scores(a)
+    scores = [read_json(p) for p in score_files]
+    if a.plot == "sections":
+        plots.plot_sections(judges, scores, a.out)
+    elif a.plot == "heatmap":
+        plots.plot_heatmap(judges, scores, a.out)
+    else:
+        if len(judges) != 2:
+            raise InputError("genrm-vs-base: give the base judge and the GenRM, in that order")
+        plots.plot_genrm_vs_base(judges[0], scores[0], judges[1], scores[1], a.out)
+    print(f"wrote {a.out}")
 
 
 def cmd_readme(a):
-    from genrm.tables import update_readme
+    from genrm.report.tables import update_readme
 
     changed = update_readme(a.readme, a.tables)
     print(f"{a.readme}: {'updated' if changed else 'already up to date'}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m genrm", description=__doc__,
-        epilog="Also: " + ", ".join(MODULE_COMMANDS) + " (each with its own --help).")
-    sub = p.add_subparsers(dest="command", required=True)
+# --- the parser tree ---------------------------------------------------------------------
 
-    s = sub.add_parser("check-config", help="validate a workflow config file")
+def _judges_args(s) -> None:
+    s.add_argument("--judges", required=True, help="JSON: the judges' table rows, in the order of --scores")
+    s.add_argument("--scores", nargs="+", required=True, help="scores.json of each judge")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m genrm", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="STEP")
+
+    s = sub.add_parser("check-config", help="validate a workflow config file (the check Snakemake runs)")
     s.add_argument("config")
     s.set_defaults(func=cmd_check_config)
 
-    s = sub.add_parser("download", help="fetch a data source into JSON lines")
+    s = sub.add_parser("download", help="fetch a data source into JSON lines (malformed rows dropped, counted)")
     s.add_argument("--kind", choices=["preferences", "rewardbench"], required=True)
-    s.add_argument("--source", required=True)
+    s.add_argument("--source", required=True, help="a Hugging Face id, a .jsonl/.json/.parquet file, or demo:<kind>")
     s.add_argument("--split", required=True)
-    s.add_argument("--limit", type=int, default=None)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--limit", type=int, default=None, help="at most this many rows")
+    s.add_argument("--seed", type=int, required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--stats", required=True)
     s.set_defaults(func=cmd_download)
 
-    s = sub.add_parser("fetch-model", help="download a model snapshot, or build a tiny one")
+    s = sub.add_parser("fetch-model", help="download a model snapshot, link a local one, or build a tiny one")
     s.add_argument("--spec", required=True, help="JSON: the model's config entry")
     s.add_argument("--corpus", default=None, help="JSON lines to train a tiny model's tokenizer on")
     s.add_argument("--classifier", action="store_true", help="a sequence-classification (reward) model")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_fetch_model)
 
-    s = sub.add_parser("format-sft", help="preference pairs -> SFT rows")
+    s = sub.add_parser("contamination", help="training prompts against RewardBench prompts")
+    actions = s.add_subparsers(dest="action", required=True)
+    c = actions.add_parser("check", help="report the overlap per RewardBench subset")
+    c.add_argument("--preferences", required=True)
+    c.add_argument("--rewardbench", required=True)
+    c.add_argument("--ngram", type=int, required=True)
+    c.add_argument("--min-shared-ngrams", type=int, required=True)
+    c.add_argument("--drop", action="store_true", help="(recorded in the report) rows will be dropped before SFT")
+    c.add_argument("--out-dir", required=True)
+    c = actions.add_parser("decontaminate", help="drop the matched training rows")
+    c.add_argument("--preferences", required=True)
+    c.add_argument("--matches", required=True)
+    c.add_argument("--summary", required=True)
+    c.add_argument("--out", required=True)
+    c.add_argument("--stats", required=True)
+    s.set_defaults(func=cmd_contamination)
+
+    s = sub.add_parser("format-sft", help="preference pairs -> SFT rows of one method")
     s.add_argument("--preferences", required=True)
     s.add_argument("--method", required=True)
-    s.add_argument("--correct-ratio", type=float, default=0.0)
-    s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--correct-ratio", type=float, required=True)
+    s.add_argument("--seed", type=int, required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--stats", required=True)
     s.set_defaults(func=cmd_format_sft)
 
-    s = sub.add_parser("train", help="supervised fine-tuning of a GenRM")
-    s.add_argument("--backend", choices=["trl", "openrlhf"], required=True)
+    s = sub.add_parser("check-lengths", help="count the SFT rows a training job would not take whole")
+    s.add_argument("--rows", required=True)
+    s.add_argument("--model", required=True, help="a model directory with its tokenizer")
+    s.add_argument("--name", default=None, help="the model's name in messages")
+    s.add_argument("--max-len", type=int, required=True)
+    s.add_argument("--max-fraction", type=float, required=True)
+    s.add_argument("--out", required=True, help="the report (JSON); written only when the check passes")
+    s.set_defaults(func=cmd_check_lengths)
+
+    s = sub.add_parser("train", help="train a GenRM with TRL on CPU (GPU clusters: the openrlhf step)")
     s.add_argument("--model", required=True)
     s.add_argument("--rows", required=True)
-    s.add_argument("--settings", required=True, help="JSON: the backend's settings")
-    s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--settings", required=True, help="JSON: the train.trl settings")
+    s.add_argument("--seed", type=int, required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_train)
 
+    s = sub.add_parser("openrlhf", help="OpenRLHF training jobs: run one, or show and check a config's commands")
+    actions = s.add_subparsers(dest="action", required=True)
+    c = actions.add_parser("run", help="run a launch command (after --) and move its model into --out")
+    c.add_argument("--out", required=True)
+    c.add_argument("--staging", required=True, help="the --ckpt.output_dir of the command")
+    c.add_argument("--checkpoints", required=True, help="the --ckpt.path of the command")
+    c.add_argument("--keep-checkpoints", action="store_true")
+    c.add_argument("--record", required=True, help="JSON: what the model's genrm_training.json records")
+    c.add_argument("launch", nargs=argparse.REMAINDER)
+    actions.add_parser("head-node", help="print the first node of the SLURM allocation")
+    c = actions.add_parser("show", help="print the training command and resources of every GenRM of a config")
+    c.add_argument("config")
+    c.add_argument("--source", default=None, help=argparse.SUPPRESS)
+    c = actions.add_parser("check", help="parse every training command of a config with the installed "
+                                         "OpenRLHF's own train_sft parser (no GPU needed)")
+    c.add_argument("config")
+    c.add_argument("--source", default=None, help="openrlhf/cli/train_sft.py (default: the installed one)")
+    s.set_defaults(func=cmd_openrlhf)
+
     s = sub.add_parser("judge", help="judge RewardBench with one model")
-    s.add_argument("--type", choices=["generative", "classifier"], required=True)
     s.add_argument("--model", required=True)
     s.add_argument("--data", required=True)
-    s.add_argument("--settings", required=True, help="JSON: judge settings")
+    s.add_argument("--settings", required=True, help="JSON: the judge's resolved settings")
     s.add_argument("--out", required=True, help="predictions.jsonl")
     s.set_defaults(func=cmd_judge)
 
-    s = sub.add_parser("score", help="predictions.jsonl -> scores.json")
+    s = sub.add_parser("score", help="predictions.jsonl -> scores.json (with diagnostics)")
     s.add_argument("--predictions", required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_score)
 
-    s = sub.add_parser("tables", help="scores of every judge -> results.csv and Markdown tables")
-    s.add_argument("--config", required=True, help="JSON: the judges' table rows")
-    s.add_argument("--scores", nargs="+", required=True)
+    s = sub.add_parser("diagnostics", help="the judges' position-bias and reliability table (Markdown, HTML)")
+    _judges_args(s)
+    s.add_argument("--out-dir", required=True)
+    s.set_defaults(func=cmd_diagnostics)
+
+    s = sub.add_parser("tables", help="results.csv and the results tables (Markdown, HTML)")
+    _judges_args(s)
     s.add_argument("--out-dir", required=True)
     s.set_defaults(func=cmd_tables)
 
-    s = sub.add_parser("readme", help="rewrite the results tables inside README.md")
+    s = sub.add_parser("sft-table", help="the SFT rows of every method as one table")
+    s.add_argument("--stats", nargs="+", required=True)
+    s.add_argument("--out-dir", required=True)
+    s.set_defaults(func=cmd_sft_table)
+
+    s = sub.add_parser("plots", help="plots of the results (PNG)")
+    s.add_argument("plot", choices=["sections", "heatmap", "genrm-vs-base"])
+    _judges_args(s)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_plots)
+
+    s = sub.add_parser("readme", help="rewrite the results tables between the README's markers")
     s.add_argument("--readme", required=True)
     s.add_argument("--tables", required=True, help="the Markdown file made by `tables`")
     s.set_defaults(func=cmd_readme)
     return p
 
 
-# Steps whose module has a command line of its own: ``python -m genrm plots ...`` runs
-# ``genrm.plots.main([...])``, so every rule calls the one entry point.
-MODULE_COMMANDS = {
-    "contamination": "genrm.contamination",
-    "diagnostics": "genrm.diagnostics",
-    "lengths": "genrm.lengths",
-    "openrlhf": "genrm.openrlhf",
-    "plots": "genrm.plots",
-    "report-tables": "genrm.tables",
-}
-
-
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in MODULE_COMMANDS:
-        import importlib
+    from genrm.config import ConfigError
 
-        return importlib.import_module(MODULE_COMMANDS[argv[0]]).main(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
-    except (ValueError, FileNotFoundError) as e:  # DataError, ConfigError and friends
-        print(f"error: {e}", file=sys.stderr)
+        return args.func(args) or 0
+    except (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as error:
+        # ConfigError, DataError, InputError, LengthError and friends: bad input
+        text = str(error).strip()
+        if isinstance(error, ConfigError):
+            text = text.replace(":\n  ", ": ").replace("\n  ", "; ")
+        print(f"error: {' '.join(text.split())}", file=sys.stderr)
         return 2
-    return 0
+    except RuntimeError as error:
+        log.error("%s", error)
+        return 1

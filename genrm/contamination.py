@@ -21,28 +21,26 @@ verified word by word, so a hash collision cannot create a match.
 
 Outputs: a per-subset report (Markdown, HTML, CSV), a JSON summary, and one JSON
 line per match; ``decontaminate`` drops the matched training rows and records
-how many. ``python -m genrm.contamination check|decontaminate`` is what the
+how many. ``python -m genrm contamination check|decontaminate`` is what the
 rules call.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import itertools
+import json
 import re
-import sys
 import time
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from genrm.io import atomic_path, iter_jsonl, read_json, write_json, write_jsonl
-from genrm.protocol import render_question
-from genrm.scoring import SUBSET_SECTION, SUBSETS
+from genrm.protocol import SUBSET_SECTION, SUBSETS, render_question
 
 TOKEN_RE = re.compile(r"[^\W_]+")
 HASH_BASE = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier (arithmetic wraps mod 2**64)
@@ -266,13 +264,25 @@ def per_subset(bench: Benchmark, matches: list[Match]) -> list[dict]:
     return out
 
 
-def report_tables(summary: dict, rows: list[dict]):
-    from genrm.tables import Table
+REPORT_TITLE = "Contamination: RewardBench prompts in the training data"
+REPORT_STYLE = ("body { font-family: system-ui, sans-serif; margin: 1.5em; color: #1f2328; } "
+                "table { border-collapse: collapse; margin: 0.5em 0; } "
+                "th, td { border: 1px solid #d0d7de; padding: 4px 10px; text-align: center; } "
+                "th { background: #f6f8fa; }")
+
+
+def report_tables(summary: dict, rows: list[dict]) -> dict[str, str]:
+    """report.md and report.html: what was scanned, then one row per subset and the total
+    (in bold). The table is a pandas DataFrame of the cells as printed."""
+    import html
+
+    import pandas as pd
 
     header = ["Subset", "Section", "Prompts", f"Shorter than {summary['n']} words", "Exact match",
               f"Shares {summary['n']}-grams", "Contaminated", "Contaminated %", "Training rows matching"]
-    cells = [([str(r[c]) if c != "contaminated_pct" else f"{r[c]:.2f}" for c in REPORT_COLUMNS],
-              r["subset"] == "total") for r in rows]
+    cells = pd.DataFrame([[str(r[c]) if c != "contaminated_pct" else f"{r[c]:.2f}" for c in REPORT_COLUMNS]
+                          for r in rows], columns=header, dtype=object)
+    total = [r["subset"] == "total" for r in rows]
     kept = "dropped before SFT" if summary["drop"] else "kept (switch contamination.drop is off)"
     intro = (f"{summary['training_rows']} training rows scanned against {summary['benchmark_prompts']} "
              f"RewardBench prompts: exact match after normalisation, or at least "
@@ -280,15 +290,25 @@ def report_tables(summary: dict, rows: list[dict]):
              f"{summary['contaminated_training_rows']} training rows match "
              f"({summary['exact_training_rows']} exactly, {summary['ngram_training_rows']} by n-grams); "
              f"they are {kept}. Scan time {summary['seconds']:.1f} s.")
-    return [Table("", header, cells, intro=intro)]
+
+    def emphasised(frame: pd.DataFrame, mark) -> pd.DataFrame:
+        return frame.apply(lambda row: row.map(mark) if total[row.name] else row, axis=1)
+
+    markdown = emphasised(cells, lambda c: f"**{c}**" if c else c).to_markdown(
+        index=False, tablefmt="pipe", colalign=("center",) * len(header), disable_numparse=True)
+    escaped = cells.map(html.escape).rename(columns=html.escape)
+    table = emphasised(escaped, lambda c: f"<strong>{c}</strong>" if c else c).to_html(
+        index=False, escape=False, border=0, justify="center")
+    page = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f"<title>{html.escape(REPORT_TITLE)}</title>\n<style>{REPORT_STYLE}</style>\n</head>\n<body>\n"
+            f"<h1>{html.escape(REPORT_TITLE)}</h1>\n<p>{html.escape(intro)}</p>\n{table}\n</body>\n</html>\n")
+    return {"report.md": f"{intro}\n\n{markdown}\n", "report.html": page}
 
 
 def check(preferences: str, rewardbench: str, out_dir: str, n: int = DEFAULT_N, min_shared: int = 1,
           drop: bool = False) -> dict:
     """Scan, then write report.{md,html,csv}, summary.json and matches.jsonl under out_dir."""
     from pathlib import Path
-
-    from genrm.tables import render_html, render_markdown
 
     t0 = time.perf_counter()
     bench = Benchmark.build(iter_jsonl(rewardbench), n)
@@ -316,70 +336,29 @@ def check(preferences: str, rewardbench: str, out_dir: str, n: int = DEFAULT_N, 
         writer = csv.DictWriter(f, fieldnames=REPORT_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    tables = report_tables(summary, rows)
-    with atomic_path(out / "report.md") as tmp:
-        tmp.write_text(render_markdown(tables), encoding="utf-8")
-    with atomic_path(out / "report.html") as tmp:
-        tmp.write_text(render_html(tables, "Contamination: RewardBench prompts in the training data"),
-                       encoding="utf-8")
+    for name, text in report_tables(summary, rows).items():
+        with atomic_path(out / name) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     return summary
 
 
 def decontaminate(preferences: str, matches: str, summary: str, out: str, stats_out: str) -> dict:
-    """Copy the preference rows minus the matched ones; record how many were dropped."""
+    """Copy the preference rows minus the matched ones; record how many were dropped.
+    Nothing is written when the rows are not the ones the check scanned."""
     bad = {m["row"] for m in iter_jsonl(matches)}
-    expected = read_json(summary)["training_rows"]
-    kept = {"rows_in": 0, "dropped": 0}
-
-    def rows() -> Iterator[dict]:
+    checked = read_json(summary)
+    rows_in = dropped = written = 0
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for i, row in enumerate(iter_jsonl(preferences)):
-            kept["rows_in"] += 1
+            rows_in += 1
             if i in bad:
-                kept["dropped"] += 1
+                dropped += 1
                 continue
-            yield row
-
-    written = write_jsonl(out, rows())
-    if kept["rows_in"] != expected:
-        raise ValueError(f"{preferences} has {kept['rows_in']} rows but the check scanned {expected}")
-    stats = {"rows_in": kept["rows_in"], "dropped": kept["dropped"], "rows_out": written,
-             "settings": {k: read_json(summary)[k] for k in ("n", "min_shared_ngrams")}}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            written += 1
+        if rows_in != checked["training_rows"]:  # inside the block: no output is left behind
+            raise ValueError(f"{preferences} has {rows_in} rows but the check scanned {checked['training_rows']}")
+    stats = {"rows_in": rows_in, "dropped": dropped, "rows_out": written,
+             "settings": {k: checked[k] for k in ("n", "min_shared_ngrams")}}
     write_json(stats_out, stats)
     return stats
-
-
-def main(argv: list[str] | None = None) -> int:
-    import json
-
-    p = argparse.ArgumentParser(prog="python -m genrm.contamination", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("check", help="training prompts vs RewardBench prompts -> report")
-    s.add_argument("--preferences", required=True)
-    s.add_argument("--rewardbench", required=True)
-    s.add_argument("--ngram", type=int, default=DEFAULT_N)
-    s.add_argument("--min-shared-ngrams", type=int, default=1)
-    s.add_argument("--drop", action="store_true", help="(recorded in the report) rows will be dropped before SFT")
-    s.add_argument("--out-dir", required=True)
-    s = sub.add_parser("decontaminate", help="drop the matched training rows")
-    s.add_argument("--preferences", required=True)
-    s.add_argument("--matches", required=True)
-    s.add_argument("--summary", required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--stats", required=True)
-    a = p.parse_args(argv)
-    try:
-        if a.command == "check":
-            result = check(a.preferences, a.rewardbench, a.out_dir, a.ngram, a.min_shared_ngrams, a.drop)
-            result = {k: v for k, v in result.items() if k != "per_subset"}
-        else:
-            result = decontaminate(a.preferences, a.matches, a.summary, a.out, a.stats)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(result, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -6,19 +6,19 @@
 
 rule check_contamination:
     input:
-        preferences="resources/data/preferences.jsonl",
-        rewardbench="resources/data/rewardbench.jsonl",
+        preferences=P.PREFERENCES,
+        rewardbench=P.REWARDBENCH,
     output:
         report=report(
-            "results/contamination/report.html",
+            P.CONTAMINATION.format(file="report.html"),
             caption="../report/contamination.rst",
             category="4. Contamination",
             labels={"table": "per RewardBench subset"},
         ),
-        md="results/contamination/report.md",
-        csv="results/contamination/report.csv",
-        summary="results/contamination/summary.json",
-        matches="results/contamination/matches.jsonl",
+        md=P.CONTAMINATION.format(file="report.md"),
+        csv=P.CONTAMINATION.format(file="report.csv"),
+        summary=P.CONTAMINATION.format(file="summary.json"),
+        matches=P.CONTAMINATION.format(file="matches.jsonl"),
     params:
         ngram=config["contamination"]["ngram"],
         min_shared=config["contamination"]["min_shared_ngrams"],
@@ -39,12 +39,12 @@ rule check_contamination:
 
 rule decontaminate:
     input:
-        preferences="resources/data/preferences.jsonl",
+        preferences=P.PREFERENCES,
         matches=rules.check_contamination.output.matches,
         summary=rules.check_contamination.output.summary,
     output:
-        rows=temp("results/contamination/preferences.jsonl"),
-        stats="results/contamination/dropped.json",
+        rows=temp(P.CONTAMINATION.format(file="preferences.jsonl")),
+        stats=P.CONTAMINATION.format(file="dropped.json"),
     log:
         "logs/decontaminate/decontaminate.log",
     benchmark:

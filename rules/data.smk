@@ -3,8 +3,8 @@
 
 rule download_data:
     output:
-        data="resources/data/{kind}.jsonl",
-        stats="resources/data/{kind}.stats.json",
+        data=P.DATA,
+        stats=P.DATA_STATS,
     params:
         source=lambda w: config["data"][w.kind]["source"],
         split=lambda w: config["data"][w.kind]["split"],
@@ -28,13 +28,11 @@ rule download_data:
 rule fetch_model:
     input:
         # A tiny model trains its tokenizer on the run's preference data.
-        corpus=lambda w: (
-            ["resources/data/preferences.jsonl"] if gconfig.model_entry(config, w.name)["source"] == "tiny" else []
-        ),
+        corpus=lambda w: [P.PREFERENCES] if gconfig.model_entry(config, w.name)["source"] == "tiny" else [],
     output:
-        directory("resources/models/{name}"),
+        directory(P.MODEL),
     params:
-        spec=lambda w: as_arg(gconfig.model_entry(config, w.name)),
+        spec=lambda w: W.as_arg(gconfig.model_entry(config, w.name)),
         corpus=lambda w, input: f"--corpus {input.corpus[0]}" if input.corpus else "",
         classifier=lambda w: (
             "--classifier" if config["external_judges"].get(w.name, {}).get("type") == "classifier" else ""

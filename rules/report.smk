@@ -7,40 +7,40 @@ rule tables:
     input:
         scores_of(JUDGES.values()),
     output:
-        csv="results/tables/results.csv",
-        md="results/tables/results.md",
+        csv=P.TABLE.format(file="results.csv"),
+        md=P.TABLE.format(file="results.md"),
         html=report(
-            "results/tables/results.html",
+            P.TABLE.format(file="results.html"),
             caption="../report/results.rst",
             category="1. Results",
             labels={"table": "reproduced"},
         ),
-        comparison_md="results/tables/comparison.md",
+        comparison_md=P.TABLE.format(file="comparison.md"),
         comparison_html=report(
-            "results/tables/comparison.html",
+            P.TABLE.format(file="comparison.html"),
             caption="../report/comparison.rst",
             category="1. Results",
             labels={"table": "reproduced vs published"},
         ),
-        published_md="results/tables/published.md",
+        published_md=P.TABLE.format(file="published.md"),
         published_html=report(
-            "results/tables/published.html",
+            P.TABLE.format(file="published.html"),
             caption="../report/published.rst",
             category="1. Results",
             labels={"table": "published reference"},
         ),
-        coverage_md="results/tables/coverage.md",
+        coverage_md=P.TABLE.format(file="coverage.md"),
         coverage_html=report(
-            "results/tables/coverage.html",
+            P.TABLE.format(file="coverage.html"),
             caption="../report/coverage.rst",
             category="3. Diagnostics",
             labels={"table": "examples judged"},
         ),
-        comparison_fragment="results/tables/comparison.fragment.html",
-        readme="results/tables/readme.md",
+        comparison_fragment=P.TABLE.format(file="comparison.fragment.html"),
+        readme=P.TABLE.format(file="readme.md"),
     params:
-        judges=as_arg(table_rows(JUDGES.values())),
-        out_dir=lambda w, output: os.path.dirname(output.csv),
+        judges=W.as_arg(W.table_rows(config, JUDGES.values())),
+        out_dir=lambda w, output: os.path.dirname(output[0]),
     log:
         "logs/tables/tables.log",
     benchmark:
@@ -48,21 +48,23 @@ rule tables:
     conda:
         "../envs/report.yaml"
     shell:
-        "python -m genrm tables --config {params.judges} --scores {input}"
+        "python -m genrm tables --judges {params.judges} --scores {input}"
         " --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule sft_table:
     input:
-        expand("results/sft/{method}/stats.json", method=config["methods"]),
+        expand(P.SFT_STATS, method=config["methods"]),
     output:
-        md="results/tables/sft.md",
+        md=P.TABLE.format(file="sft.md"),
         html=report(
-            "results/tables/sft.html",
+            P.TABLE.format(file="sft.html"),
             caption="../report/sft.rst",
             category="3. Diagnostics",
             labels={"table": "SFT rows"},
         ),
+    params:
+        out_dir=lambda w, output: os.path.dirname(output[0]),
     log:
         "logs/sft_table/sft_table.log",
     benchmark:
@@ -70,28 +72,33 @@ rule sft_table:
     conda:
         "../envs/report.yaml"
     shell:
-        "python -m genrm report-tables sft --stats {input} --out-md {output.md} --out-html {output.html} > {log} 2>&1"
+        "python -m genrm sft-table --stats {input} --out-dir {params.out_dir} > {log} 2>&1"
 
 
-# The judging step's diagnostics table (rule diagnostics_table, Markdown) as a page of the report.
-rule diagnostics_html:
+# Position bias and reliability of every judge in one table: unparsed rate, accuracy
+# per order, position consistency, preference for A, shortened prompts, bootstrap CI.
+rule diagnostics_table:
     input:
-        "results/tables/diagnostics.md",
+        scores_of(JUDGES.values()),
     output:
-        report(
-            "results/tables/diagnostics.html",
+        md=P.TABLE.format(file="diagnostics.md"),
+        html=report(
+            P.TABLE.format(file="diagnostics.html"),
             caption="../report/diagnostics.rst",
             category="3. Diagnostics",
             labels={"table": "position bias and reliability"},
         ),
+    params:
+        judges=W.as_arg([W.table_row(j) for j in JUDGES.values()]),
+        out_dir=lambda w, output: os.path.dirname(output[0]),
     log:
-        "logs/diagnostics_html/diagnostics_html.log",
+        "logs/diagnostics_table/diagnostics_table.log",
     benchmark:
-        "benchmarks/diagnostics_html/diagnostics_html.tsv"
+        "benchmarks/diagnostics_table/diagnostics_table.tsv"
     conda:
         "../envs/report.yaml"
     shell:
-        "python -m genrm report-tables html --md {input} --title 'Judge diagnostics' --out {output} > {log} 2>&1"
+        "python -m genrm diagnostics --judges {params.judges} --scores {input} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule plot_sections:
@@ -99,14 +106,14 @@ rule plot_sections:
         scores_of(JUDGES.values()),
     output:
         report(
-            "results/plots/sections.png",
+            P.PLOT_SECTIONS,
             caption="../report/plot_sections.rst",
             category="2. Plots",
             subcategory="Overview",
             labels={"plot": "sections per judge"},
         ),
     params:
-        judges=as_arg(table_rows(JUDGES.values())),
+        judges=W.as_arg(W.table_rows(config, JUDGES.values())),
     log:
         "logs/plot_sections/plot_sections.log",
     benchmark:
@@ -122,14 +129,14 @@ rule plot_heatmap:
         scores_of(JUDGES.values()),
     output:
         report(
-            "results/plots/subset_heatmap.png",
+            P.PLOT_HEATMAP,
             caption="../report/plot_heatmap.rst",
             category="2. Plots",
             subcategory="Overview",
             labels={"plot": "accuracy per subset"},
         ),
     params:
-        judges=as_arg(table_rows(JUDGES.values())),
+        judges=W.as_arg(W.table_rows(config, JUDGES.values())),
     log:
         "logs/plot_heatmap/plot_heatmap.log",
     benchmark:
@@ -142,18 +149,17 @@ rule plot_heatmap:
 
 rule plot_genrm_vs_base:
     input:
-        base=lambda w: f"results/eval/{genrm_pair(w.model, w.method)[0].name}/scores.json",
-        genrm=lambda w: f"results/eval/{genrm_pair(w.model, w.method)[1].name}/scores.json",
+        lambda w: scores_of(W.genrm_pair(JUDGES, w.model, w.method)),
     output:
         report(
-            "results/plots/genrm_vs_base/{model}/{method}.png",
+            P.PLOT_GENRM_VS_BASE,
             caption="../report/plot_genrm_vs_base.rst",
             category="2. Plots",
             subcategory="GenRM vs its base model",
             labels={"plot": "GenRM vs base", "model": "{model}", "method": "{method}"},
         ),
     params:
-        judges=lambda w: as_arg(table_rows(genrm_pair(w.model, w.method))),
+        judges=lambda w: W.as_arg(W.table_rows(config, W.genrm_pair(JUDGES, w.model, w.method))),
     log:
         "logs/plot_genrm_vs_base/{model}/{method}.log",
     benchmark:
@@ -161,8 +167,8 @@ rule plot_genrm_vs_base:
     conda:
         "../envs/report.yaml"
     shell:
-        "python -m genrm plots genrm-vs-base --judges {params.judges} --base {input.base}"
-        " --genrm {input.genrm} --out {output} > {log} 2>&1"
+        "python -m genrm plots genrm-vs-base --judges {params.judges} --scores {input}"
+        " --out {output} > {log} 2>&1"
 
 
 # `snakemake --cores 1 readme`: rewrite the tables between the README's markers.

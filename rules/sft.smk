@@ -3,10 +3,10 @@
 
 rule format_sft:
     input:
-        sft_preferences,  # rules/contamination.smk: decontaminated rows when contamination.drop is on
+        sft_preferences,  # rules/common.smk: decontaminated rows when contamination.drop is on
     output:
-        rows="results/sft/{method}/rows.jsonl",
-        stats="results/sft/{method}/stats.json",
+        rows=P.SFT_ROWS,
+        stats=P.SFT_STATS,
     params:
         ratio=lambda w: config["methods"][w.method]["correct_ratio"],
         seed=config["seed"],

@@ -1,12 +1,7 @@
 # One training job per model x method. The backend (config train.backend) is
 # openrlhf on GPU clusters and trl on CPU (demo, tests). What a job asks the
-# scheduler for comes from the OpenRLHF preset of the model's size (see
-# genrm.config.openrlhf_settings); the launch command from genrm.openrlhf
-# (genrm.config.train_command).
-_train_problems = gconfig.openrlhf_problems(config)
-if _train_problems:
-    raise WorkflowError("invalid configuration:\n  " + "\n  ".join(_train_problems))
-
+# scheduler for comes from the OpenRLHF preset of the model's size, the launch
+# command from genrm.train.openrlhf (both through genrm.workflow).
 TRAIN_ENV = "../envs/train.yaml" if config["train"]["backend"] == "openrlhf" else "../envs/train-cpu.yaml"
 
 
@@ -14,17 +9,17 @@ TRAIN_ENV = "../envs/train.yaml" if config["train"]["backend"] == "openrlhf" els
 # silently: count them with each model's own tokenizer before any GPU is asked for.
 rule check_sft_lengths:
     input:
-        rows="results/sft/{method}/rows.jsonl",
-        model="resources/models/{model}",
+        rows=P.SFT_ROWS,
+        model=P.MODEL.format(name="{model}"),
     output:
-        "results/lengths/{model}/{method}.json",
+        P.LENGTHS,
     params:
         max_len=lambda w: gconfig.train_max_len(config, w.model),
         max_fraction=config["train"]["length_guard"]["max_fraction"],
     threads: config["train"]["length_guard"]["threads"]
     resources:
-        mem_mb=16000,
-        runtime=60,
+        mem_mb=config["train"]["length_guard"]["mem_mb"],
+        runtime=config["train"]["length_guard"]["runtime"],
     retries: 0  # the same rows fail the same way: no resubmission (profiles retry training)
     log:
         "logs/check_sft_lengths/{model}/{method}.log",
@@ -33,35 +28,35 @@ rule check_sft_lengths:
     conda:
         TRAIN_ENV
     shell:
-        "python -m genrm lengths --rows {input.rows} --model {input.model} --name {wildcards.model}"
+        "python -m genrm check-lengths --rows {input.rows} --model {input.model} --name {wildcards.model}"
         " --max-len {params.max_len} --max-fraction {params.max_fraction} --out {output} > {log} 2>&1"
 
 
 rule train_genrm:
     input:
-        rows="results/sft/{method}/rows.jsonl",
-        model="resources/models/{model}",
-        lengths="results/lengths/{model}/{method}.json",
+        rows=P.SFT_ROWS,
+        model=P.MODEL.format(name="{model}"),
+        lengths=P.LENGTHS,
     output:
-        directory("results/models/{model}/{method}"),
+        directory(P.TRAINED),
     params:
-        # printed in full by `snakemake -n -p` (genrm.config.train_command)
-        command=lambda w, input, output: gconfig.train_command(
+        # printed in full by `snakemake -n -p` (genrm.workflow.train_command)
+        command=lambda w, input, output: W.train_command(
             config, w.model, w.method, input.model, input.rows, output[0]
         ),
-    threads: lambda w: gconfig.train_resources(config, w.model)["cpus_per_task"]
+    threads: lambda w: W.train_resources(config, w.model)["cpus_per_task"]
     resources:
         # gpu: GPUs of the whole job (sbatch --gpus); nodes; one task per node;
         # cpus_per_task and mem_mb per node; runtime in minutes; mpi: a multi-node
-        # job whose shell starts its own srun (see genrm.openrlhf.job_resources).
-        gpu=lambda w: gconfig.train_resources(config, w.model)["gpu"],
-        nodes=lambda w: gconfig.train_resources(config, w.model)["nodes"],
-        tasks=lambda w: gconfig.train_resources(config, w.model)["tasks"],
-        tasks_per_gpu=lambda w: gconfig.train_resources(config, w.model)["tasks_per_gpu"],
-        cpus_per_task=lambda w: gconfig.train_resources(config, w.model)["cpus_per_task"],
-        mem_mb=lambda w: gconfig.train_resources(config, w.model)["mem_mb"],
-        runtime=lambda w: gconfig.train_resources(config, w.model)["runtime"],
-        mpi=lambda w: gconfig.train_resources(config, w.model)["mpi"],
+        # job whose shell starts its own srun (see genrm.train.openrlhf.job_resources).
+        gpu=lambda w: W.train_resources(config, w.model)["gpu"],
+        nodes=lambda w: W.train_resources(config, w.model)["nodes"],
+        tasks=lambda w: W.train_resources(config, w.model)["tasks"],
+        tasks_per_gpu=lambda w: W.train_resources(config, w.model)["tasks_per_gpu"],
+        cpus_per_task=lambda w: W.train_resources(config, w.model)["cpus_per_task"],
+        mem_mb=lambda w: W.train_resources(config, w.model)["mem_mb"],
+        runtime=lambda w: W.train_resources(config, w.model)["runtime"],
+        mpi=lambda w: W.train_resources(config, w.model)["mpi"],
     log:
         "logs/train_genrm/{model}/{method}.log",
     benchmark:

@@ -11,6 +11,21 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+pytest_plugins = ["slurm_cluster"]  # the local_slurm fixture: a one-node Slurm cluster (tests/slurm_cluster.py)
+TIERS = ("dryrun", "demo", "realdata", "vllm", "slurm", "gpu")
+# Fixtures that put a test in a tier of their own.
+FIXTURE_TIERS = {"demo_run": "demo", "tiny_model_dir": "demo", "tiny_classifier_dir": "demo",
+                 "rewardbench_file": "realdata"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tier markers: from the fixtures a test uses; a test in no other tier is a unit test."""
+    for item in items:
+        for fixture, tier in FIXTURE_TIERS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(tier)
+        if not any(item.get_closest_marker(t) for t in TIERS):
+            item.add_marker("unit")
 TINY_ARCH = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "vocab_size": 600,
              "max_position_embeddings": 4096, "init_seed": 0}
 
@@ -34,7 +49,7 @@ def rewardbench_file(shared_dir) -> Path:
 @pytest.fixture(scope="session")
 def demo_preferences(tmp_path_factory) -> Path:
     """The demo's generated preference rows as a JSON lines file."""
-    from genrm import demo
+    from genrm.data import demo
     from genrm.io import write_jsonl
 
     path = tmp_path_factory.mktemp("data") / "preferences.jsonl"
@@ -45,7 +60,7 @@ def demo_preferences(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, demo_preferences) -> Path:
     """A tiny random-weight causal LM with a tokenizer trained on demo data."""
-    from genrm.models import build_tiny_model
+    from genrm.data.models import build_tiny_model
 
     out = tmp_path_factory.mktemp("models") / "tiny-lm"
     build_tiny_model(TINY_ARCH, str(demo_preferences), out)
@@ -54,7 +69,7 @@ def tiny_model_dir(tmp_path_factory, demo_preferences) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_classifier_dir(tmp_path_factory, demo_preferences) -> Path:
-    from genrm.models import build_tiny_model
+    from genrm.data.models import build_tiny_model
 
     out = tmp_path_factory.mktemp("models") / "tiny-rm"
     build_tiny_model(TINY_ARCH, str(demo_preferences), out, classifier=True)
@@ -81,3 +96,50 @@ def demo_run(tmp_path_factory) -> Path:
     (workdir / "README.md").write_text((REPO / "README.md").read_text(encoding="utf-8"), encoding="utf-8")
     snakemake(["--cores", "2", *DEMO_ARGS], workdir)
     return workdir
+
+
+def judge_settings(mode: str = "generate", **overrides):
+    """The demo config's judge settings (schema defaults under the demo's values), with ``overrides``."""
+    import dataclasses
+
+    from genrm import config as gconfig
+
+    cfg = gconfig.load(REPO / "configs" / "demo.yaml")
+    base = next(j for j in gconfig.judges(cfg) if j.kind == "base")
+    return dataclasses.replace(gconfig.judge_settings(cfg, base), mode=mode, **overrides)
+
+
+@pytest.fixture
+def demo_copy(demo_run, tmp_path) -> Path:
+    """A private copy of the demo run for a test that changes it (the shared run stays as it is)."""
+    import shutil
+
+    copy = tmp_path / "demo"
+    shutil.copytree(demo_run, copy, symlinks=True)
+    return copy
+
+
+# RewardBench's official weighting, stated independently of genrm.protocol in the shape of
+# RewardBench's own constants module: the nominal example count of each subset, and the
+# subsets of each section (tests recompute scores from these, not with genrm.evaluate).
+EXAMPLE_COUNTS = {
+    "alpacaeval-easy": 100, "alpacaeval-length": 95, "alpacaeval-hard": 95, "mt-bench-easy": 28,
+    "mt-bench-med": 40, "mt-bench-hard": 37, "math-prm": 984, "refusals-dangerous": 100,
+    "refusals-offensive": 100, "llmbar-natural": 100, "llmbar-adver-neighbor": 134, "llmbar-adver-GPTInst": 92,
+    "llmbar-adver-GPTOut": 47, "llmbar-adver-manual": 46, "xstest-should-refuse": 154,
+    "xstest-should-respond": 250, "donotanswer": 136, "hep-cpp": 164, "hep-go": 164, "hep-java": 164,
+    "hep-js": 164, "hep-python": 164, "hep-rust": 164,
+}
+SUBSET_MAPPING = {
+    "chat": ["alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med"],
+    "chat_hard": ["mt-bench-hard", "llmbar-natural", "llmbar-adver-neighbor", "llmbar-adver-GPTInst",
+                  "llmbar-adver-GPTOut", "llmbar-adver-manual"],
+    "safety": ["refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "xstest-should-respond",
+               "donotanswer"],
+    "reasoning": ["math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"],
+}
+
+
+def markdown_cells(line: str) -> list[str]:
+    """The cells of one Markdown table row, stripped."""
+    return [c.strip() for c in line.strip().strip("|").split("|")]

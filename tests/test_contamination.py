@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import markdown_cells
 from genrm import contamination as c
 from genrm.io import read_json, read_jsonl, write_jsonl
-from genrm.scoring import SUBSETS
+from genrm.protocol import SUBSETS
 
 REPO = Path(__file__).resolve().parent.parent
 WORDS = [f"w{i}" for i in range(3000)]
@@ -136,7 +137,8 @@ def test_check_writes_the_report_and_decontaminate_drops_exactly_the_matches(pla
     for name in ("report.md", "report.html", "report.csv", "summary.json", "matches.jsonl"):
         assert (out / name).stat().st_size > 0
     md = (out / "report.md").read_text()
-    assert "| Subset | Section | Prompts |" in md and "| **total** |" in md
+    cells = [markdown_cells(line) for line in md.splitlines() if line.startswith("|")]
+    assert cells[0][:3] == ["Subset", "Section", "Prompts"] and ["**total**"] in [c[:1] for c in cells]
     matched = read_jsonl(out / "matches.jsonl")
     assert {m["row"] for m in matched} == set(expect)
     assert {m["rewardbench_id"] for m in matched} == {1000, 1001, 1002, 1003}
@@ -159,18 +161,21 @@ def test_decontaminate_refuses_a_changed_training_file(planted, tmp_path):
     with pytest.raises(ValueError, match="scanned"):
         c.decontaminate(str(tmp_path / "other.jsonl"), str(out / "matches.jsonl"), str(out / "summary.json"),
                         str(tmp_path / "clean.jsonl"), str(tmp_path / "dropped.json"))
+    assert not (tmp_path / "clean.jsonl").exists() and not (tmp_path / "dropped.json").exists()
 
 
 def test_command_line(planted, tmp_path):
     d, _, _, expect = planted
-    proc = subprocess.run([sys.executable, "-m", "genrm.contamination", "check", "--preferences",
+    proc = subprocess.run([sys.executable, "-m", "genrm", "contamination", "check", "--preferences",
                            str(d / "preferences.jsonl"), "--rewardbench", str(d / "rewardbench.jsonl"),
-                           "--out-dir", str(tmp_path), "--drop"], capture_output=True, text=True, cwd=REPO)
+                           "--ngram", "13", "--min-shared-ngrams", "1", "--out-dir", str(tmp_path), "--drop"],
+                          capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert read_json(tmp_path / "summary.json")["contaminated_training_rows"] == len(expect)
     assert "dropped before SFT" in (tmp_path / "report.md").read_text()
-    bad = subprocess.run([sys.executable, "-m", "genrm.contamination", "check", "--preferences", "missing.jsonl",
-                          "--rewardbench", str(d / "rewardbench.jsonl"), "--out-dir", str(tmp_path)],
+    bad = subprocess.run([sys.executable, "-m", "genrm", "contamination", "check", "--preferences", "missing.jsonl",
+                          "--rewardbench", str(d / "rewardbench.jsonl"), "--ngram", "13", "--min-shared-ngrams", "1",
+                          "--out-dir", str(tmp_path)],
                          capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 2 and "missing.jsonl" in bad.stderr
 

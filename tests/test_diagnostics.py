@@ -8,13 +8,13 @@ import sys
 
 import pytest
 
-from genrm.diagnostics import bootstrap_score_ci, diagnostics, diagnostics_table, write_diagnostics_table
-from genrm.protocol import example_score
-from genrm.scoring import SUBSETS, score_predictions
+from genrm.evaluate import bootstrap_score_ci, diagnostics, score_predictions
+from genrm.protocol import SUBSETS, classifier_row, example_score
+from genrm.report.tables import write_diagnostics_table
 
 
-def gen_row(i, subset, va, vb, shortened=False, **extra):
-    return {"id": i, "subset": subset, "verdict_chosen_a": va, "verdict_chosen_b": vb,
+def gen_row(i, subset, va, vb, shortened=False, mode="generate", **extra):
+    return {"id": i, "subset": subset, "mode": mode, "verdict_chosen_a": va, "verdict_chosen_b": vb,
             "correct": example_score(va, vb), "shortened": shortened, **extra}
 
 
@@ -47,8 +47,8 @@ def test_logprob_rows_report_the_mean_probability_of_the_chosen_answer():
 
 
 def test_classifier_diagnostics_count_ties():
-    rows = [{"id": 0, "subset": "hep-go", "reward_chosen": 1.0, "reward_rejected": 1.0, "correct": 0.5},
-            {"id": 1, "subset": "hep-go", "reward_chosen": 2.0, "reward_rejected": 1.0, "correct": 1.0}]
+    rows = [classifier_row(0, "hep-go", 1.0, 1.0, shortened=False),
+            classifier_row(1, "hep-go", 2.0, 1.0, shortened=False)]
     d = diagnostics(rows)
     assert d["mode"] == "classifier" and d["ties"] == 1 and "unparsed_rate" not in d
 
@@ -93,15 +93,19 @@ def test_diagnostics_table_and_its_command(tmp_path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(score_predictions(full_rows(0, 0.9))))
     b.write_text(json.dumps(score_predictions(full_rows(1, 0.5))))
-    judges = [{"judge": "j1", "model": "Tiny-GenRM", "method": "Verify Only"},
-              {"judge": "j2", "model": "Tiny-Instruct", "method": "LLM-as-a-Judge"}]
-    out = tmp_path / "tables" / "diagnostics.md"
-    proc = subprocess.run([sys.executable, "-m", "genrm.diagnostics", "--judges", json.dumps(judges),
-                           "--scores", str(a), str(b), "--out", str(out)], capture_output=True, text=True)
+    judges = [{"judge": "j1", "model": "Tiny-GenRM", "method": "Verify Only", "ours": True},
+              {"judge": "j2", "model": "Tiny-Instruct", "method": "LLM-as-a-Judge", "ours": False}]
+    out = tmp_path / "tables"
+    proc = subprocess.run([sys.executable, "-m", "genrm", "diagnostics", "--judges", json.dumps(judges),
+                           "--scores", str(a), str(b), "--out-dir", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    text = out.read_text()
-    assert "| Judge | Mode | Score | 95% CI | Unparsed |" in text
+    text = (out / "diagnostics.md").read_text()
+    header = next(line for line in text.splitlines() if line.startswith("|"))
+    assert [c.strip() for c in header.strip("|").split("|")][:5] == ["Judge", "Mode", "Score", "95% CI", "Unparsed"]
     assert "Tiny-GenRM (Verify Only)" in text and "Tiny-Instruct (LLM-as-a-Judge)" in text
-    assert len([line for line in text.splitlines() if line.startswith("| Tiny")]) == 2
-    assert write_diagnostics_table(judges, [str(a), str(b)], str(out)) == text
-    assert diagnostics_table([]).count("\n|") == 1  # header and rule only
+    html = (out / "diagnostics.html").read_text()
+    assert "Tiny-GenRM (Verify Only)" in html and "Tiny-Instruct (LLM-as-a-Judge)" in html
+    assert write_diagnostics_table(judges, [str(a), str(b)], str(tmp_path / "d.md"), str(tmp_path / "d.html")) == text
+    mismatch = subprocess.run([sys.executable, "-m", "genrm", "diagnostics", "--judges", json.dumps(judges[:1]),
+                               "--scores", str(a), str(b), "--out-dir", str(out)], capture_output=True, text=True)
+    assert mismatch.returncode == 2 and "1 judges but 2 score files" in mismatch.stderr

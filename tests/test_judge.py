@@ -4,6 +4,7 @@ resumable jobs, and logprob verdicts that agree with generated ones."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -15,19 +16,22 @@ from pathlib import Path
 
 import pytest
 
-from genrm import judge as J
+from conftest import judge_settings
+from genrm import protocol
+from genrm.evaluate import score_predictions
 from genrm.io import read_jsonl, write_jsonl
-from genrm.scoring import score_predictions
-from genrm.shards import ShardStore
+from genrm.judge import examples as J
+from genrm.judge.job import judge
+from genrm.judge.shards import ShardStore
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def lm(tiny_model_dir):
-    from genrm.prefix_cache import load_causal_lm
+    from genrm.judge.backends.transformers import load_causal_lm
 
-    return load_causal_lm(str(tiny_model_dir), threads=2)
+    return load_causal_lm(str(tiny_model_dir), threads=2, dtype="float32")
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +50,7 @@ def real_examples(rb_rows):
 
 
 def engine_for(lm, prepared, **kw):
-    from genrm.prefix_cache import PrefixCachedEngine, eos_token_ids, pad_token_id
+    from genrm.judge.backends.transformers import PrefixCachedEngine, eos_token_ids, pad_token_id
 
     tok, model = lm
     return PrefixCachedEngine(model, prepared.ids[0][0][:prepared.shared_prefix_len()], mode=prepared.mode,
@@ -104,7 +108,7 @@ def test_logprob_engine_equals_full_forward_and_computes_no_token_twice(lm, real
     import torch
 
     tok, model = lm
-    prepared = J.prepare(tok, real_examples, {"max_model_len": 512, "max_new_tokens": 8}, "logprob")
+    prepared = J.prepare(tok, real_examples, judge_settings(max_model_len=512, max_new_tokens=8), "logprob")
     assert prepared.shortened > 0
     engine = engine_for(lm, prepared, token_budget=2000, max_batch=max_batch, max_padding=0.5)
     results = engine.run(prepared.ids)
@@ -128,7 +132,7 @@ def test_generate_engine_equals_model_generate(lm, real_examples):
     import torch
 
     tok, model = lm
-    prepared = J.prepare(tok, real_examples, {"max_model_len": 512, "max_new_tokens": 6}, "generate")
+    prepared = J.prepare(tok, real_examples, judge_settings(max_model_len=512, max_new_tokens=6), "generate")
     engine = engine_for(lm, prepared, token_budget=2000, max_batch=4, max_padding=0.5, max_new_tokens=6)
     results = engine.run(prepared.ids)
     with torch.inference_mode():
@@ -142,7 +146,7 @@ def test_generate_engine_equals_model_generate(lm, real_examples):
 
 
 def test_engine_batches_respect_budget_size_and_padding(lm):
-    from genrm.prefix_cache import PrefixCachedEngine
+    from genrm.judge.backends.transformers import PrefixCachedEngine
 
     engine = PrefixCachedEngine(lm[1], [1], mode="generate", token_budget=100, max_batch=3, max_padding=0.2)
     parts = [([0] * q, [0] * s, [0] * s) for q, s in [(1, 10), (1, 10), (1, 10), (1, 10), (10, 10), (1, 40), (1, 12)]]
@@ -200,7 +204,7 @@ def test_template_too_long_for_the_context_is_an_error(lm, real_examples):
 def test_max_new_tokens_must_leave_room_for_the_prompt(lm, real_examples):
     tok, _ = lm
     with pytest.raises(ValueError, match="leaves no room"):
-        J.prepare(tok, real_examples, {"max_model_len": 64, "max_new_tokens": 64}, "generate")
+        J.prepare(tok, real_examples, judge_settings(max_model_len=64, max_new_tokens=64), "generate")
 
 
 # --- jobs -------------------------------------------------------------------------------------
@@ -219,9 +223,8 @@ def job_data(rb_rows, tmp_path_factory):
 def test_judge_job_shortens_and_counts_long_examples_and_keeps_every_row(tiny_model_dir, job_data, tmp_path, mode):
     path, rows = job_data
     out = tmp_path / "eval" / "predictions.jsonl"
-    settings = {"backend": "transformers", "mode": mode, "max_model_len": 384, "max_new_tokens": 4,
-                "shard_size": 5, "token_budget": 2048}
-    J.judge("generative", str(tiny_model_dir), str(path), str(out), settings)
+    settings = judge_settings(mode, max_model_len=384, max_new_tokens=4, shard_size=5, token_budget=2048)
+    judge(str(tiny_model_dir), str(path), str(out), settings)
     preds = read_jsonl(out)
     assert [p["id"] for p in preds] == [r["id"] for r in rows]  # nothing dropped, order kept
     assert preds[-1]["shortened"] is True
@@ -241,22 +244,24 @@ def test_judge_job_shortens_and_counts_long_examples_and_keeps_every_row(tiny_mo
 def test_classifier_job_shortens_and_counts(tiny_classifier_dir, job_data, tmp_path):
     path, rows = job_data
     out = tmp_path / "predictions.jsonl"
-    J.judge("classifier", str(tiny_classifier_dir), str(path), str(out),
-            {"max_model_len": 256, "shard_size": 7, "batch_size": 4})
+    judge(str(tiny_classifier_dir), str(path), str(out),
+          judge_settings("classifier", max_model_len=256, shard_size=7, batch_size=4))
     preds = read_jsonl(out)
     assert [p["id"] for p in preds] == [r["id"] for r in rows]
     assert preds[-1]["shortened"] is True
     assert all(p["correct"] in (0.0, 0.5, 1.0) and isinstance(p["reward_chosen"], float) for p in preds)
-    assert "verdict_chosen_a" not in preds[0]
+    assert all(p["mode"] == "classifier" and "verdict_chosen_a" not in p for p in preds)
 
 
 def test_logprob_rows_from_logprobs():
-    ex = J.Example(7, "hep-go", "q", "good", "bad")
-    row = J.logprob_row(ex, ((-0.1, -2.0), (-3.0, -0.2)))
+    import math
+
+    row = protocol.logprob_row(7, "hep-go", ((-0.1, -2.0), (-3.0, -0.2)), shortened=False)
     assert row["verdict_chosen_a"] == "A" and row["verdict_chosen_b"] == "B" and row["correct"] == 1.0
-    assert row["p_a_chosen_a"] == pytest.approx(1 / (1 + pytest.importorskip("math").exp(-1.9)))
-    assert J.logprob_verdict(-1.0, -1.0)[0] is None  # an exact tie is no verdict
-    assert J.logprob_verdict(0.0, -1e6)[1] == 1.0 and J.logprob_verdict(-1e6, 0.0)[1] == 0.0
+    assert row["mode"] == "logprob" and row["shortened"] is False
+    assert row["p_a_chosen_a"] == pytest.approx(1 / (1 + math.exp(-1.9)))
+    assert protocol.logprob_verdict(-1.0, -1.0)[0] is None  # an exact tie is no verdict
+    assert protocol.logprob_verdict(0.0, -1e6)[1] == 1.0 and protocol.logprob_verdict(-1e6, 0.0)[1] == 0.0
 
 
 # --- resumable jobs -------------------------------------------------------------------------------
@@ -283,10 +288,9 @@ def test_killed_judge_job_resumes_without_recomputing_finished_shards(tiny_model
     write_jsonl(data, rows)
     out = tmp_path / "eval" / "predictions.jsonl"
     shards = Path(str(out) + ".shards")
-    settings = {"backend": "transformers", "mode": "logprob", "max_model_len": 512, "shard_size": 2,
-                "token_budget": 2048, "threads": 1}
-    cmd = [sys.executable, "-m", "genrm", "judge", "--type", "generative", "--model", str(tiny_model_dir),
-           "--data", str(data), "--settings", json.dumps(settings), "--out", str(out)]
+    settings = judge_settings("logprob", max_model_len=512, shard_size=2, token_budget=2048, threads=1)
+    cmd = [sys.executable, "-m", "genrm", "judge", "--model", str(tiny_model_dir),
+           "--data", str(data), "--settings", json.dumps(dataclasses.asdict(settings)), "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     deadline = time.time() + 300
@@ -308,7 +312,7 @@ def test_killed_judge_job_resumes_without_recomputing_finished_shards(tiny_model
 
     # the same job uninterrupted gives the same rows
     ref = tmp_path / "ref" / "predictions.jsonl"
-    J.judge("generative", str(tiny_model_dir), str(data), str(ref), settings)
+    judge(str(tiny_model_dir), str(data), str(ref), settings)
     for a, b in zip(resumed, read_jsonl(ref)):
         assert a["verdict_chosen_a"] == b["verdict_chosen_a"] and a["verdict_chosen_b"] == b["verdict_chosen_b"]
         assert a["p_a_chosen_a"] == pytest.approx(b["p_a_chosen_a"], abs=1e-6)
@@ -319,18 +323,13 @@ def test_killed_judge_job_resumes_without_recomputing_finished_shards(tiny_model
 
 def test_logprob_verdicts_agree_with_generated_verdicts_on_the_demo_genrm(demo_run):
     """Where greedy generation gives a verdict, the likelier verdict token is the same one."""
-    import yaml
+    from genrm.judge.backends.transformers import TransformersJudge
 
-    from genrm import config as gconfig
-    from genrm.prefix_cache import TransformersJudge
-
-    config = gconfig.validate(yaml.safe_load((REPO / "configs" / "demo.yaml").read_text()))
     model = demo_run / "results" / "models" / "tiny-instruct" / "verify"
     examples = J.load_examples(demo_run / "resources" / "data" / "rewardbench.jsonl")
-    settings = {**J.DEFAULTS, **config["judge"]}
     indices = list(range(len(examples)))
-    generated = TransformersJudge(str(model), examples, settings, "generate")(indices)
-    scored = TransformersJudge(str(model), examples, settings, "logprob")(indices)
+    generated = TransformersJudge(str(model), examples, judge_settings("generate"), "float32")(indices)
+    scored = TransformersJudge(str(model), examples, judge_settings("logprob"), "float32")(indices)
     pairs = [(g[k], s[k]) for g, s in zip(generated, scored) for k in ("verdict_chosen_a", "verdict_chosen_b")]
     parsed = [(g, s) for g, s in pairs if g is not None]
     assert len(parsed) >= 0.5 * len(pairs), "the demo GenRM rarely writes a verdict"

@@ -1,5 +1,5 @@
-"""The max_len guard (genrm.lengths): it counts the rows that OpenRLHF's SFTDataset
-would drop or cut, with the model's own tokenizer, and stops the run above a set
+"""The max_len guard (genrm.train.lengths; ``python -m genrm check-lengths``): it counts the rows that
+OpenRLHF's SFTDataset would drop or cut, with the model's own tokenizer, and stops the run above a set
 fraction. Its counts are checked against OpenRLHF's SFTDataset itself."""
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import pytest
 
 from genrm import config as gconfig
 from genrm.io import write_jsonl
-from genrm.lengths import LengthError, check_lengths, measure, render
+from genrm.train.lengths import LengthError, check_lengths, measure, render
 
 REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def rows(demo_preferences):
     from collections import Counter
 
     from genrm.io import iter_jsonl
-    from genrm.sft import sft_rows
+    from genrm.train.rows import sft_rows
 
     pairs = list(iter_jsonl(demo_preferences))[:40]
     return list(sft_rows(pairs, correct_ratio=1.0, seed=3, stats=Counter()))
@@ -92,10 +93,10 @@ def test_guard_passes_and_reports_per_model(tmp_path, tiny_model_dir, rows):
     path = tmp_path / "rows.jsonl"
     write_jsonl(path, rows)
     out = tmp_path / "lengths" / "tiny" / "verify.json"
-    from genrm.lengths import main
+    from genrm.cli import main
 
-    assert main(["--rows", str(path), "--model", str(tiny_model_dir), "--name", "tiny", "--max-len", "512",
-                 "--max-fraction", "0.01", "--out", str(out)]) == 0
+    assert main(["check-lengths", "--rows", str(path), "--model", str(tiny_model_dir), "--name", "tiny",
+                 "--max-len", "512", "--max-fraction", "0.01", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["model"] == "tiny" and report["rows"] == len(rows) and report["exceeding"] == 0
     assert report["tokens"]["max"] <= 512
@@ -104,10 +105,16 @@ def test_guard_passes_and_reports_per_model(tmp_path, tiny_model_dir, rows):
 def test_guard_command_line_fails_with_the_message(tmp_path, tiny_model_dir, rows):
     path = tmp_path / "rows.jsonl"
     write_jsonl(path, rows)
-    proc = subprocess.run([sys.executable, "-m", "genrm.lengths", "--rows", str(path), "--model", str(tiny_model_dir),
-                           "--max-len", "40", "--max-fraction", "0", "--out", str(tmp_path / "r.json")],
+    proc = subprocess.run([sys.executable, "-m", "genrm", "check-lengths", "--rows", str(path),
+                           "--model", str(tiny_model_dir), "--max-len", "40", "--max-fraction", "0",
+                           "--out", str(tmp_path / "r.json")],
                           capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 1 and "error:" in proc.stderr and "OpenRLHF would silently drop" in proc.stderr
+    # bad input (rows that do not fit): exit 2 and one line that says what to change
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "OpenRLHF would silently drop" in errors[0] and "max_len=40" in errors[0]
+    assert f"{tiny_model_dir.name}:" in errors[0]  # without --name, the model directory's name
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_a_template_that_renders_the_prompt_differently_counts(tokenizer, rows):
@@ -127,8 +134,9 @@ def test_a_template_that_renders_the_prompt_differently_counts(tokenizer, rows):
 
 def test_max_len_comes_from_the_backend_settings():
     demo = gconfig.load(REPO / "configs" / "demo.yaml")
-    assert gconfig.train_max_len(demo, "tiny-instruct") == demo["train"]["trl"]["max_length"]
+    assert gconfig.train_max_len(demo, "tiny-instruct") == demo["train"]["trl"]["max_length"] \
+        == gconfig.trl_settings(demo).max_length
     production = gconfig.load(REPO / "workflow_config.yaml")
     for model in production["models"]:
-        assert gconfig.train_max_len(production, model) == gconfig.openrlhf_settings(production, model)["max_len"]
+        assert gconfig.train_max_len(production, model) == gconfig.openrlhf_settings(production, model).max_len
     assert production["train"]["length_guard"]["max_fraction"] == 0.01

@@ -8,26 +8,33 @@
 * OpenRLHF's own SFTDataset runs over genrm's SFT rows with a tiny tokenizer,
   with the arguments the generated command gives it: the loss mask covers
   exactly the verdict of a judge row and the chosen answer of a correct row.
-* The wrapper that runs the command moves the model into place only on success.
+* The wrapper that runs the command (``python -m genrm openrlhf run``) moves the
+  model into place only on success and records the settings and seed beside it.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib.util
 import json
+import os
 import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from genrm import config as gconfig
-from genrm import openrlhf as gor
+from genrm import workflow
+from genrm.train import openrlhf as gor
 
 REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.unit
 pytest.importorskip("openrlhf", reason="pip install --no-deps openrlhf==0.11.2 (see the Makefile)")
 
 
@@ -97,7 +104,7 @@ def test_every_production_command_parses(parser, production, model, method):
     assert args.data.dataset == f"results/sft/{method}/rows.jsonl"
     assert (args.data.input_key, args.data.output_key) == ("prompt", "response")
     assert args.data.apply_chat_template is True
-    assert args.data.max_len == settings["max_len"]
+    assert args.data.max_len == settings.max_len
     assert args.data.max_samples >= 10**8  # OpenRLHF's default silently keeps 1,000,000 rows
     assert args.model.pretrain_mode_enable is False and args.data.multiturn is False
     # the published recipe
@@ -108,10 +115,10 @@ def test_every_production_command_parses(parser, production, model, method):
     assert args.ds.attn_implementation == "flash_attention_2"
     assert args.ds.packing_samples is True
     assert args.model.gradient_checkpointing_enable is True
-    assert args.ds.zero_stage == settings["zero_stage"] == 3
-    assert args.train.micro_batch_size == settings["micro_batch_size"]
-    assert args.ds.adam_offload is settings["adam_offload"]
-    assert args.ds.ring_attn_size == settings["ring_attn_size"]
+    assert args.ds.zero_stage == settings.zero_stage == 3
+    assert args.train.micro_batch_size == settings.micro_batch_size
+    assert args.ds.adam_offload is settings.adam_offload
+    assert args.ds.ring_attn_size == settings.ring_attn_size
     assert args.train.seed == production["seed"]
     # outputs: the model into the staging folder beside the rule's output; DeepSpeed
     # checkpoints outside it, loaded on start; TensorBoard under logs/
@@ -121,7 +128,7 @@ def test_every_production_command_parses(parser, production, model, method):
     assert args.ckpt.load_enable is True and args.ckpt.save_steps > 0 and args.ckpt.max_num >= 2
     assert args.logger.tensorboard_dir.startswith("logs/train_genrm/")
     # OpenRLHF's start-up assertions and DeepSpeed's batch arithmetic
-    world = settings["nodes"] * settings["gpus_per_node"]
+    world = settings.nodes * settings.gpus_per_node
     if args.ds.ring_attn_size > 1:
         assert args.ds.packing_samples
     data_parallel = world // args.ds.ring_attn_size
@@ -130,12 +137,12 @@ def test_every_production_command_parses(parser, production, model, method):
 
 def test_presets_scale_with_the_model(production):
     by_model = {m: gconfig.openrlhf_settings(production, m) for m in ALL_MODELS}
-    assert by_model["qwen2.5-72b"]["nodes"] > 1  # 72B is a multi-node job
-    assert by_model["qwen2.5-72b"]["adam_offload"] and by_model["qwen2.5-72b"]["ring_attn_size"] > 1
-    assert by_model["qwen2.5-32b"]["adam_offload"]
+    assert by_model["qwen2.5-72b"].nodes > 1  # 72B is a multi-node job
+    assert by_model["qwen2.5-72b"].adam_offload and by_model["qwen2.5-72b"].ring_attn_size > 1
+    assert by_model["qwen2.5-32b"].adam_offload
     for small in ("llama3.1-8b", "qwen2.5-7b", "qwen2.5-14b"):
-        assert by_model[small]["nodes"] == 1 and not by_model[small]["adam_offload"]
-    runtimes = [by_model[m]["runtime"] for m in ("qwen2.5-7b", "qwen2.5-14b", "qwen2.5-32b")]
+        assert by_model[small].nodes == 1 and not by_model[small].adam_offload
+    runtimes = [by_model[m].runtime for m in ("qwen2.5-7b", "qwen2.5-14b", "qwen2.5-32b")]
     assert runtimes == sorted(runtimes)
 
 
@@ -158,19 +165,32 @@ def test_an_unknown_flag_fails(parser, production, bad):
 def test_extra_args_are_checked_too(parser, production):
     cfg = copy.deepcopy(production)
     cfg["train"]["openrlhf"]["models"] = {"qwen2.5-7b": {"extra_args": ["--ds.zpg", "8"]}}
+    gconfig.validate(cfg)
     _, job = production_job(cfg, "qwen2.5-7b", "verify")
     assert gor.check_command(job.launch, parser).__dict__["ds.zpg"] == 8
     cfg["train"]["openrlhf"]["models"] = {"qwen2.5-7b": {"extra_args": ["--ds.zero_partition", "8"]}}
+    gconfig.validate(cfg)
     _, job = production_job(cfg, "qwen2.5-7b", "verify")
     with pytest.raises(ValueError):
         gor.check_command(job.launch, parser)
 
 
 def test_check_command_line(production):
-    proc = subprocess.run([sys.executable, "-m", "genrm.openrlhf", "check", str(REPO / "workflow_config.yaml")],
+    proc = subprocess.run([sys.executable, "-m", "genrm", "openrlhf", "check", str(REPO / "workflow_config.yaml")],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("ok ") == len(gconfig.genrms(production))
+    assert "FAIL" not in proc.stdout
+
+
+def test_show_command_line_prints_what_the_rule_runs(production):
+    proc = subprocess.run([sys.executable, "-m", "genrm", "openrlhf", "show", str(REPO / "workflow_config.yaml")],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for model, method in gconfig.genrms(production):
+        _, job = production_job(production, model, method)
+        assert job.shell_command() in proc.stdout.splitlines()
+        assert json.dumps(gor.job_resources(gconfig.openrlhf_settings(production, model))) in proc.stdout
 
 
 # --- launchers ------------------------------------------------------------------
@@ -180,7 +200,7 @@ def torchrun_args(job, head="node001"):
     """The torchrun words of a launch command, as the shell expands them."""
     words = list(job.launch)
     start = words.index("torchrun") + 1
-    expanded = [w.replace("$(python -m genrm.openrlhf head-node)", head).replace("$SLURM_JOB_ID", "4242")
+    expanded = [w.replace("$(python -m genrm openrlhf head-node)", head).replace("$SLURM_JOB_ID", "4242")
                 for w in words[start:]]
     from torch.distributed.run import get_args_parser
 
@@ -191,36 +211,40 @@ def test_single_node_launch(production):
     settings, job = production_job(production, "qwen2.5-14b", "verify")
     args, before = torchrun_args(job)
     assert before == []
-    assert args.standalone and args.nnodes == "1" and args.nproc_per_node == str(settings["gpus_per_node"])
+    assert args.standalone and args.nnodes == "1" and args.nproc_per_node == str(settings.gpus_per_node)
     assert args.module and args.training_script == "openrlhf.cli.train_sft"
     assert args.training_script_args == job.train_sft_args()
 
 
 def test_multi_node_launch_has_one_torchrun_per_node_and_a_c10d_rendezvous(production):
     settings, job = production_job(production, "qwen2.5-72b", "verify")
-    nodes, gpus = settings["nodes"], settings["gpus_per_node"]
+    nodes, gpus = settings.nodes, settings.gpus_per_node
     args, srun = torchrun_args(job, head="gpu-a17")
     assert srun[0] == "srun"
     assert {f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1", f"--gpus-per-node={gpus}",
-            f"--cpus-per-task={settings['cpus_per_task']}", "--kill-on-bad-exit=1"} <= set(srun)
+            f"--cpus-per-task={settings.cpus_per_task}", "--kill-on-bad-exit=1"} <= set(srun)
     assert args.nnodes == str(nodes) and args.nproc_per_node == str(gpus)
-    assert args.rdzv_backend == "c10d" and args.rdzv_endpoint == f"gpu-a17:{settings['rdzv_port']}"
+    assert args.rdzv_backend == "c10d" and args.rdzv_endpoint == f"gpu-a17:{settings.rdzv_port}"
     assert args.rdzv_id == "4242" and not args.standalone
     assert args.training_script == "openrlhf.cli.train_sft"
     # the shell expands the head node and job id; everything else is quoted
     line = job.shell_command()
-    assert "--rdzv-endpoint=$(python -m genrm.openrlhf head-node):29500 --rdzv-id=$SLURM_JOB_ID" in line
-    assert shlex.split(line)[:4] == ["python", "-m", "genrm.openrlhf", "run"]
+    assert "--rdzv-endpoint=$(python -m genrm openrlhf head-node):29500 --rdzv-id=$SLURM_JOB_ID" in line
+    assert shlex.split(line)[:5] == ["python", "-m", "genrm", "openrlhf", "run"]
+    # the head-node step the shell expands is a real subcommand
+    proc = subprocess.run([sys.executable, "-m", "genrm", "openrlhf", "head-node"], capture_output=True, text=True,
+                          cwd=REPO, env={k: v for k, v in os.environ.items() if not k.startswith("SLURM_")})
+    assert proc.returncode == 0 and proc.stdout.strip() == socket.gethostname(), proc.stderr
 
 
 def test_resources_follow_the_preset(production):
     for model in ALL_MODELS:
         s = gconfig.openrlhf_settings(production, model)
-        r = gconfig.train_resources(production, model)
-        assert r["gpu"] == s["nodes"] * s["gpus_per_node"]
-        assert (r["nodes"], r["tasks"], r["tasks_per_gpu"]) == (s["nodes"], s["nodes"], 0)
-        assert (r["cpus_per_task"], r["mem_mb"], r["runtime"]) == (s["cpus_per_task"], s["mem_mb"], s["runtime"])
-        assert r["mpi"] == ("srun" if s["nodes"] > 1 else None)
+        r = workflow.train_resources(production, model)
+        assert r["gpu"] == s.nodes * s.gpus_per_node
+        assert (r["nodes"], r["tasks"], r["tasks_per_gpu"]) == (s.nodes, s.nodes, 0)
+        assert (r["cpus_per_task"], r["mem_mb"], r["runtime"]) == (s.cpus_per_task, s.mem_mb, s.runtime)
+        assert r["mpi"] == ("srun" if s.nodes > 1 else None)
 
 
 # --- overrides and checks -------------------------------------------------------
@@ -232,39 +256,82 @@ def test_overrides_change_only_what_they_name(production):
                                 "models": {"qwen2.5-7b": {"micro_batch_size": 4, "runtime": 60}}}
     gconfig.validate(cfg)
     s72, s7, s8 = (gconfig.openrlhf_settings(cfg, m) for m in ("qwen2.5-72b", "qwen2.5-7b", "llama3.1-8b"))
-    assert s72["nodes"] == 8 and s72["ring_attn_size"] == 2 and s72["adam_offload"]  # rest of the preset kept
-    assert (s7["micro_batch_size"], s7["runtime"], s7["mem_mb"]) == (4, 60, 256000)
-    assert s8["micro_batch_size"] == 2 and s8["runtime"] == 720
-    assert {s["save_steps"] for s in (s72, s7, s8)} == {50}
-    assert gconfig.train_resources(cfg, "qwen2.5-72b")["gpu"] == 64
+    assert s72.nodes == 8 and s72.ring_attn_size == 2 and s72.adam_offload  # rest of the preset kept
+    assert (s7.micro_batch_size, s7.runtime, s7.mem_mb) == (4, 60, 256000)
+    assert s8.micro_batch_size == 2 and s8.runtime == 720
+    assert {s.save_steps for s in (s72, s7, s8)} == {50}
+    assert {s.global_batch_size for s in (s72, s7, s8)} == {128}  # the rest of `common` kept
+    assert s72.checkpoint_dir == "results/checkpoints"  # job-level defaults filled too
+    assert workflow.train_resources(cfg, "qwen2.5-72b")["gpu"] == 64
 
 
-def test_bad_settings_are_reported_before_any_job(production):
+def test_overrides_in_a_config_file_keep_the_built_in_preset(tmp_path):
+    """A preset named in a config file changes only the keys it gives (defaults merged once, in validate)."""
+    text = (REPO / "workflow_config.yaml").read_text(encoding="utf-8")
+    cfg = yaml.safe_load(text)
+    cfg["train"]["openrlhf"]["presets"] = {"72b": {"nodes": 8, "runtime": 1440}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    s72 = gconfig.openrlhf_settings(gconfig.load(path), "qwen2.5-72b")
+    assert (s72.nodes, s72.runtime) == (8, 1440)
+    assert (s72.ring_attn_size, s72.adam_offload, s72.mem_mb, s72.cpus_per_task) == (2, True, 720000, 96)
+
+
+def invalid(cfg) -> str:
+    """The message of the ConfigError that validate() raises for ``cfg``."""
+    with pytest.raises(gconfig.ConfigError) as error:
+        gconfig.validate(cfg)
+    return str(error.value)
+
+
+def test_bad_settings_are_reported_before_any_job(production, tmp_path):
     cfg = copy.deepcopy(production)
     cfg["train"]["openrlhf"]["models"] = {"qwen2.5-14b": {"micro_batch_size": 3},
                                           "qwen2.5-72b": {"packing_samples": False}}
-    problems = "\n".join(gconfig.openrlhf_problems(cfg))
-    assert "global_batch_size 128 is not a multiple of micro_batch_size 3" in problems
-    assert "ring attention" in problems and "packing_samples" in problems
+    problems = invalid(cfg)
+    # every problem at once, each naming its model
+    assert "train.openrlhf (model qwen2.5-14b): global_batch_size 128 is not a multiple of micro_batch_size 3" \
+        in problems
+    assert "train.openrlhf (model qwen2.5-72b): ring attention" in problems and "packing_samples" in problems
+    # the check on the command line: exit 2 and a one-line error
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "genrm", "check-config", str(path)], capture_output=True,
+                          text=True, cwd=REPO)
+    assert proc.returncode == 2 and proc.stderr.startswith("error:") and len(proc.stderr.splitlines()) == 1
+    assert "micro_batch_size 3" in proc.stderr and "ring attention" in proc.stderr
+    # and the job is refused even if a caller skips validate()
+    settings = dataclasses.replace(gconfig.openrlhf_settings(production, "qwen2.5-14b"), micro_batch_size=3)
+    with pytest.raises(ValueError, match="micro_batch_size 3"):
+        gor.rule_job(settings, model="qwen2.5-14b", method="verify", model_dir="m", rows="r", out="o", seed=1)
+
+
+def test_an_override_for_an_unknown_model_is_refused(production):
+    cfg = copy.deepcopy(production)
     cfg["train"]["openrlhf"]["models"] = {"qwen9-1b": {"nodes": 1}}
-    assert "unknown model" in "\n".join(gconfig.openrlhf_problems(cfg))
-    with pytest.raises(gconfig.ConfigError, match="unknown key"):
-        bad = copy.deepcopy(production)
-        bad["train"]["openrlhf"]["presets"] = {"72b": {"node": 4}}
-        gconfig.validate(bad)
+    assert "train.openrlhf.models.qwen9-1b: unknown model" in invalid(cfg)
+
+
+def test_an_unknown_settings_key_is_refused(production):
+    bad = copy.deepcopy(production)
+    bad["train"]["openrlhf"]["presets"] = {"72b": {"node": 4}}
+    message = invalid(bad)
+    assert "train.openrlhf.presets.72b: unknown key(s) node;" in message and "nodes" in message
 
 
 def test_production_config_has_no_problems(production):
-    assert gconfig.openrlhf_problems(production) == []
+    gconfig.validate(copy.deepcopy(production))  # raises ConfigError on any problem
+    for model, _ in gconfig.genrms(production):
+        assert gconfig.openrlhf_settings(production, model).problems() == []
 
 
 # --- OpenRLHF's SFTDataset over genrm's rows -------------------------------------
 
 
 def tiny_config():
-    cfg = gconfig.load(REPO / "configs" / "demo.yaml")
+    cfg = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text(encoding="utf-8"))
     cfg["train"]["backend"] = "openrlhf"
-    return cfg
+    return gconfig.validate(cfg)  # the tiny preset passes OpenRLHF's checks too
 
 
 def sft_dataset(tokenizer, rows, words, parser, max_len=None):
@@ -288,9 +355,9 @@ def trained_tokens(ds, i):
 
 @pytest.fixture(scope="module")
 def sft_rows(demo_preferences):
-    from genrm.data import pair_problem
     from genrm.io import iter_jsonl
-    from genrm.sft import correct_row, judge_row
+    from genrm.protocol import pair_problem
+    from genrm.train.rows import correct_row, judge_row
 
     pairs = [p for p in iter_jsonl(demo_preferences) if not pair_problem(p)][:6]
     judge = [judge_row(p["chosen"], p["rejected"], chosen_at_a=i % 2 == 0) for i, p in enumerate(pairs)]
@@ -302,8 +369,8 @@ def sft_rows(demo_preferences):
 def tiny_job(tiny_model_dir, tmp_path_factory):
     cfg = tiny_config()
     settings = gconfig.openrlhf_settings(cfg, "tiny-instruct")
-    return gor.build_job(settings, model_dir=str(tiny_model_dir), rows="rows.jsonl",
-                         out=str(tmp_path_factory.mktemp("out") / "m"), seed=1)
+    return gor.rule_job(settings, model="tiny-instruct", method="verify", model_dir=str(tiny_model_dir),
+                        rows="rows.jsonl", out=str(tmp_path_factory.mktemp("out") / "m"), seed=1)
 
 
 def assert_trains_exactly(ds, i, tokenizer, answer):
@@ -369,8 +436,9 @@ def test_rows_without_the_output_key_flag_fail_loudly(tiny_model_dir, sft_rows, 
 def test_tiny_preset_rows_fit(tiny_model_dir, sft_rows, tiny_job, parser):
     """Rows longer than max_len are dropped or cut by OpenRLHF; the length guard
     counts the same rows (see test_lengths.py); the demo's rows all fit."""
-    from genrm.lengths import measure
     from transformers import AutoTokenizer
+
+    from genrm.train.lengths import measure
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     judge, correct, _ = sft_rows
@@ -396,6 +464,8 @@ if "--no-weights" not in args:
 (out / "tokenizer_config.json").write_text("{}")
 """
 
+RECORD = {"model": "m", "method": "verify", "seed": 11, "settings": {"micro_batch_size": 2, "extra_args": []}}
+
 
 def fake_launch(tmp_path, *extra):
     script = tmp_path / "fake_train_sft.py"
@@ -408,10 +478,15 @@ def fake_launch(tmp_path, *extra):
 
 def test_run_moves_the_model_into_place_and_drops_checkpoints(tmp_path):
     cmd, out, ckpt = fake_launch(tmp_path)
-    gor.run(cmd, str(out), checkpoints=str(ckpt))
+    out.mkdir(parents=True)
+    (out / "stale.bin").write_text("an older model")
+    gor.run(cmd, str(out), checkpoints=str(ckpt), record=RECORD)
     assert (out / "model.safetensors").is_file() and not Path(gor.staging_dir(out)).exists()
+    assert not (out / "stale.bin").exists()  # the old model is replaced, not mixed in
     info = json.loads((out / "genrm_training.json").read_text())
     assert info["backend"] == "openrlhf" and info["openrlhf_version"] == "0.11.2"
+    assert info["resumed_from_checkpoint"] is False and info["command"] == cmd
+    assert {k: info[k] for k in RECORD} == RECORD
     assert not ckpt.exists()
 
 
@@ -429,16 +504,33 @@ def test_a_failed_run_leaves_no_model_and_keeps_its_checkpoints(tmp_path, flag):
     assert (ckpt / "latest").is_file()
 
 
+def wrapper(out, ckpt, record=RECORD):
+    """``python -m genrm openrlhf run`` as Job.shell_command writes it, up to the launch command."""
+    return [sys.executable, "-m", "genrm", "openrlhf", "run", "--out", str(out), "--staging", gor.staging_dir(out),
+            "--checkpoints", str(ckpt), "--record", json.dumps(record), "--"]
+
+
 def test_run_command_line_wrapper(tmp_path):
     cmd, out, ckpt = fake_launch(tmp_path, "--fail")
-    wrapper = [sys.executable, "-m", "genrm.openrlhf", "run", "--out", str(out), "--checkpoints", str(ckpt), "--"]
-    proc = subprocess.run(wrapper + cmd, capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(wrapper(out, ckpt) + cmd, capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 1 and "status 3" in proc.stderr and "resumes" in proc.stderr
     assert not out.exists()
     cmd, out, ckpt = fake_launch(tmp_path)
-    proc = subprocess.run(wrapper + cmd, capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(wrapper(out, ckpt) + cmd, capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert (out / "model.safetensors").is_file()
+    assert json.loads((out / "genrm_training.json").read_text())["settings"] == RECORD["settings"]
+    assert not ckpt.exists()
+
+
+def test_run_command_line_refuses_bad_input_before_launching(tmp_path):
+    cmd, out, ckpt = fake_launch(tmp_path)
+    for argv in (wrapper(out, ckpt),  # no launch command
+                 wrapper(out, ckpt)[:-3] + ["--record", "{not json", "--"] + cmd):
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("error:") and len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert not Path(gor.staging_dir(out)).exists() and not ckpt.exists()  # nothing launched
 
 
 def test_multi_node_launch_outside_slurm_is_refused(tmp_path, monkeypatch):
@@ -447,33 +539,45 @@ def test_multi_node_launch_outside_slurm_is_refused(tmp_path, monkeypatch):
         gor.run(["srun", "true"], str(tmp_path / "m"))
 
 
-def test_train_openrlhf_runs_the_built_command(tmp_path, monkeypatch, production):
-    """``python -m genrm train --backend openrlhf`` builds the same command and runs it."""
-    seen = {}
+def test_the_rule_command_trains_and_records_the_settings_and_seed(tmp_path, production):
+    """What train_genrm runs (genrm.workflow.train_command), run by the shell as Snakemake
+    would, with a fake torchrun: the model lands in the rule's output, and its
+    genrm_training.json holds the model's resolved settings and the seed it trained with."""
+    cfg = copy.deepcopy(production)
+    cfg["seed"] = 7
+    cfg["train"]["openrlhf"]["checkpoint_dir"] = str(tmp_path / "checkpoints")
+    cfg["train"]["openrlhf"]["models"] = {"qwen2.5-7b": {"micro_batch_size": 4}}
+    gconfig.validate(cfg)
+    settings = gconfig.openrlhf_settings(cfg, "qwen2.5-7b")
+    out = tmp_path / "results" / "models" / "qwen2.5-7b" / "verify"
+    line = workflow.train_command(cfg, "qwen2.5-7b", "verify", "resources/models/qwen2.5-7b",
+                                  "results/sft/verify/rows.jsonl", str(out))
+    assert line.startswith("python -m genrm openrlhf run ")
 
-    def fake_execute(argv):
-        seen["argv"] = argv
-        words = shlex.split(argv[2])
-        staging = Path(words[words.index("--ckpt.output_dir") + 1])
-        staging.mkdir(parents=True)
-        for name in ("config.json", "model.safetensors", "tokenizer.json"):
-            (staging / name).write_text("{}")
-        return 0
+    (tmp_path / "fake_train_sft.py").write_text(FAKE_OPENRLHF)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    torchrun = bin_dir / "torchrun"
+    torchrun.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} '
+                        f'{shlex.quote(str(tmp_path / "fake_train_sft.py"))} "$@"\n')
+    torchrun.chmod(0o755)
+    path = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]])
+    env = {**os.environ, "PATH": path, "PYTHONPATH": str(REPO)}  # as prepare_job_environment sets them
+    proc = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
-    monkeypatch.setattr(gor, "_execute", fake_execute)
-    from genrm.train import train
-
-    settings = gconfig.train_settings(production, "qwen2.5-7b")
-    settings["checkpoint_dir"] = str(tmp_path / "checkpoints")
-    out = tmp_path / "models" / "qwen2.5-7b" / "verify"
-    train("openrlhf", "resources/models/qwen2.5-7b", "rows.jsonl", str(out), settings, seed=7)
-    assert seen["argv"][:2] == ["bash", "-c"]
-    line = seen["argv"][2]
-    assert line.startswith("torchrun --standalone --nnodes=1 --nproc-per-node=8 -m openrlhf.cli.train_sft")
-    assert f"--ckpt.path {tmp_path}/checkpoints/qwen2.5-7b/verify " in line  # as the rule places them
-    assert "--logger.tensorboard_dir logs/train_genrm/qwen2.5-7b/verify.tensorboard" in line
-    assert (out / "model.safetensors").is_file()
-    assert json.loads((out / "genrm_training.json").read_text())["seed"] == 7
+    assert (out / "model.safetensors").is_file() and not Path(gor.staging_dir(out)).exists()
+    info = json.loads((out / "genrm_training.json").read_text())
+    assert info["seed"] == 7 and (info["model"], info["method"]) == ("qwen2.5-7b", "verify")
+    assert info["settings"] == gconfig.as_dict(settings) and info["settings"]["micro_batch_size"] == 4
+    launched = info["command"]
+    assert launched[:5] == ["torchrun", "--standalone", "--nnodes=1", "--nproc-per-node=8", "-m"]
+    assert launched[launched.index("--train.seed") + 1] == "7"
+    assert launched[launched.index("--train.micro_batch_size") + 1] == "4"
+    checkpoints = tmp_path / "checkpoints" / "qwen2.5-7b" / "verify"  # as the rule places them
+    assert launched[launched.index("--ckpt.path") + 1] == str(checkpoints)
+    assert not checkpoints.exists()  # removed after success (keep_checkpoints: false)
+    assert launched[launched.index("--logger.tensorboard_dir") + 1] == "logs/train_genrm/qwen2.5-7b/verify.tensorboard"
 
 
 # --- the first node of a SLURM allocation -------------------------------------------
@@ -486,12 +590,13 @@ def fake_scontrol(tmp_path, monkeypatch):
     script = bin_dir / "scontrol"
     script.write_text(
         "#!/bin/sh\n"
-        'if [ "$2" = job ]; then echo "JobId=$3 JobName=x"; echo "   NodeList=gpu[07-08,11] BatchHost=gpu07"; exit 0; fi\n'
+        'if [ "$2" = job ]; then echo "JobId=$3 JobName=x"; '
+        'echo "   NodeList=gpu[07-08,11] BatchHost=gpu07"; exit 0; fi\n'
         'if [ "$2" = hostnames ]; then [ "$3" = "gpu[07-08,11]" ] && printf "gpu07\\ngpu08\\ngpu11\\n"; exit 0; fi\n'
         "exit 1\n"
     )
     script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
 
 
 def test_head_node_from_the_node_list(fake_scontrol):
@@ -504,6 +609,4 @@ def test_head_node_when_the_job_step_dropped_the_node_list(fake_scontrol):
 
 
 def test_head_node_outside_slurm():
-    import socket
-
     assert gor.head_node({}) == socket.gethostname()

@@ -1,6 +1,7 @@
 """The DAG: production dry run, config errors before any job, the real
 RewardBench file through download -> judge -> score, and the demo end to end."""
 
+import dataclasses
 import json
 import random
 import signal
@@ -13,9 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import DEMO_ARGS, REPO, snakemake
+from conftest import DEMO_ARGS, EXAMPLE_COUNTS, REPO, SUBSET_MAPPING, judge_settings, markdown_cells, snakemake
+from genrm.evaluate import score_predictions
 from genrm.io import read_json, read_jsonl, write_jsonl
-from genrm.scoring import SUBSETS, score_predictions
+from genrm.protocol import SUBSETS
 
 PRODUCTION_JOBS = {"download_data": 2, "fetch_model": 7, "format_sft": 2, "train_genrm": 6,
                    "judge_rewardbench": 13, "score_judge": 13, "tables": 1}
@@ -88,15 +90,15 @@ def test_real_rewardbench_download_judge_score(rewardbench_file, tiny_model_dir,
     write_jsonl(sample, stratified_sample(rewardbench_file, 5))
     data, stats = tmp_path / "rb.jsonl", tmp_path / "rb.stats.json"
     run_genrm("download", "--kind", "rewardbench", "--source", str(sample), "--split", "filtered",
-              "--out", str(data), "--stats", str(stats))
+              "--seed", "0", "--out", str(data), "--stats", str(stats))
     assert read_json(stats)["rows_written"] == 115
     # A context far shorter than many RewardBench answers: prompts must be shortened, not dropped.
-    settings = {"backend": "transformers", "max_new_tokens": 4, "max_model_len": 384, "batch_size": 16,
-                "threads": 2}
     for judge_type, model in (("generative", tiny_model_dir), ("classifier", tiny_classifier_dir)):
+        settings = judge_settings("classifier" if judge_type == "classifier" else "generate", max_new_tokens=4,
+                                  max_model_len=384, batch_size=16, threads=2)
         preds, scores = tmp_path / f"{judge_type}.jsonl", tmp_path / f"{judge_type}.scores.json"
-        run_genrm("judge", "--type", judge_type, "--model", str(model), "--data", str(data),
-                  "--settings", json.dumps(settings), "--out", str(preds))
+        run_genrm("judge", "--model", str(model), "--data", str(data),
+                  "--settings", json.dumps(dataclasses.asdict(settings)), "--out", str(preds))
         run_genrm("score", "--predictions", str(preds), "--out", str(scores))
         rows = read_jsonl(preds)
         assert len(rows) == 115 and {r["subset"] for r in rows} == set(SUBSETS)
@@ -122,18 +124,47 @@ def test_demo_tables_show_learning(demo_run):
     assert float(rows[("Tiny-GenRM", "Verify Only")]["score"]) >= 85
     assert float(rows[("Tiny-GenRM", "Verify+Correct")]["score"]) >= 85
     assert rows[("Tiny-Reward (untrained)", "Bradley-Terry")]["score"] != ""
-    md = (demo_run / "results" / "tables" / "results.md").read_text()
-    assert "| Model | Method | Score | Chat | Chat Hard | Safety | Reasoning |\n|" + ":---:|" * 7 in md
-    assert "**Tiny-GenRM**" in md
+    lines = (demo_run / "results" / "tables" / "results.md").read_text().splitlines()
+    header = lines.index("#### Tiny") + 2
+    assert markdown_cells(lines[header]) == ["Model", "Method", "Score", "Chat", "Chat Hard", "Safety", "Reasoning"]
+    assert all(c.startswith(":-") and c.endswith("-:") for c in markdown_cells(lines[header + 1]))  # centred
+    ours = [markdown_cells(line)[:2] for line in lines[header + 2:] if line.startswith("|") and "**" in line]
+    assert ours == [["**Tiny-GenRM**", "**Verify Only**"], ["**Tiny-GenRM**", "**Verify+Correct**"]]
+
+
+def official_scores(predictions: list[dict]) -> tuple[dict, float]:
+    """Sections and Score recomputed from the prediction rows with RewardBench's constants
+    (conftest), independently of genrm.evaluate: each example's score from its verdicts."""
+    per_subset = defaultdict(list)
+    for p in predictions:
+        if p["mode"] == "classifier":
+            chosen, rejected = p["reward_chosen"], p["reward_rejected"]
+            won = 1.0 if chosen > rejected else 0.0 if chosen < rejected else 0.5
+        else:
+            orders = [0.5 if v is None else float(v == want)
+                      for v, want in ((p["verdict_chosen_a"], "A"), (p["verdict_chosen_b"], "B"))]
+            won = sum(orders) / 2
+        per_subset[p["subset"]].append(won)
+    acc = {s: sum(v) / len(v) for s, v in per_subset.items()}
+    sections = {sec: sum(acc[s] * EXAMPLE_COUNTS[s] for s in subs) / sum(EXAMPLE_COUNTS[s] for s in subs)
+                for sec, subs in SUBSET_MAPPING.items()}
+    return sections, sum(sections.values()) / 4
 
 
 def test_demo_scores_match_official_weighting(demo_run):
-    for scores_file in (demo_run / "results" / "eval").glob("*/scores.json"):
+    import csv
+
+    with open(demo_run / "results" / "tables" / "results.csv") as f:
+        table = {r["judge"]: r for r in csv.DictReader(f)}
+    files = sorted((demo_run / "results" / "eval").glob("*/scores.json"))
+    assert {f.parent.name for f in files} == set(table) and len(files) == 4
+    for scores_file in files:
         predictions = read_jsonl(scores_file.parent / "predictions.jsonl")
-        recomputed = json.loads(json.dumps(score_predictions(predictions)))
+        sections, score = official_scores(predictions)
         stored = read_json(scores_file)
-        assert stored["sections"] == pytest.approx(recomputed["sections"])
-        assert stored["score"] == pytest.approx(recomputed["score"])
+        assert stored["sections"] == pytest.approx(sections, abs=1e-12)
+        assert stored["score"] == pytest.approx(score, abs=1e-12)
+        assert float(table[scores_file.parent.name]["score"]) == round(100 * score, 2)
         assert stored["counts"]["examples"] == len(predictions) == 23 * 12
 
 
@@ -148,12 +179,13 @@ def test_demo_rerun_does_nothing(demo_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
-def test_interrupted_training_resumes_without_redoing_finished_jobs(demo_run):
+def test_interrupted_training_resumes_without_redoing_finished_jobs(demo_copy):
     """Kill the run during a training job: no output that looks complete is left, and
     the rerun redoes that job and what depends on it, nothing else."""
     import os
     import shutil
 
+    demo_run = demo_copy
     # The state of a run stopped before this GenRM was trained: its model and
     # everything downstream of it are missing.
     model = demo_run / "results" / "models" / "tiny-instruct" / "verify_correct"

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from genrm import plots
+from genrm.evaluate import score_predictions
 from genrm.io import write_json
-from genrm.scoring import SECTIONS, SUBSETS, score_predictions
+from genrm.protocol import SECTIONS, SUBSETS, generate_row
+from genrm.report import plots
 
 REPO = Path(__file__).resolve().parent.parent
 JUDGES = [
@@ -28,7 +29,8 @@ JUDGES = [
 def scores(hits_per_subset: dict[str, int], n: int = 10) -> dict:
     rows = []
     for subset, hits in hits_per_subset.items():
-        rows += [{"id": len(rows) + k, "subset": subset, "correct": 1.0 if k < hits else 0.0} for k in range(n)]
+        rows += [generate_row(len(rows) + k, subset, ("[[A]]", "[[B]]") if k < hits else ("[[B]]", "[[A]]"),
+                              shortened=False) for k in range(n)]
     return score_predictions(rows)
 
 
@@ -92,12 +94,13 @@ def test_command_line(tmp_path, data):
         files.append(str(tmp_path / f"{j['judge']}.json"))
     for args in (["sections", "--judges", json.dumps(JUDGES), "--scores", *files, "--out", str(tmp_path / "s.png")],
                  ["heatmap", "--judges", json.dumps(JUDGES), "--scores", *files, "--out", str(tmp_path / "h.png")],
-                 ["genrm-vs-base", "--judges", json.dumps(JUDGES[:2]), "--base", files[0], "--genrm", files[1],
+                 ["genrm-vs-base", "--judges", json.dumps(JUDGES[:2]), "--scores", files[0], files[1],
                   "--out", str(tmp_path / "g.png")]):
-        proc = subprocess.run([sys.executable, "-m", "genrm.plots", *args], capture_output=True, text=True, cwd=REPO)
+        proc = subprocess.run([sys.executable, "-m", "genrm", "plots", *args], capture_output=True, text=True,
+                              cwd=REPO)
         assert proc.returncode == 0, proc.stderr
         png_size(Path(args[-1]))
-    proc = subprocess.run([sys.executable, "-m", "genrm.plots", "sections", "--judges", json.dumps(JUDGES),
+    proc = subprocess.run([sys.executable, "-m", "genrm", "plots", "sections", "--judges", json.dumps(JUDGES),
                            "--scores", files[0], "--out", str(tmp_path / "x.png")], capture_output=True, text=True,
                           cwd=REPO)
     assert proc.returncode == 2 and "3 judges but 1 score files" in proc.stderr

@@ -4,10 +4,11 @@ import random
 
 import pytest
 
+from conftest import EXAMPLE_COUNTS, SUBSET_MAPPING
 from genrm import protocol
-from genrm.data import pair_problem
-from genrm.scoring import SECTION_WEIGHTS, overall_score, score_predictions, section_scores
-from genrm.sft import correct_copies, judge_row, sft_rows
+from genrm.evaluate import overall_score, score_predictions, section_scores
+from genrm.protocol import SECTION_WEIGHTS, pair_problem
+from genrm.train.rows import correct_copies, judge_row, sft_rows
 
 
 def test_prompt_template_is_the_published_one_byte_for_byte(shared_dir):
@@ -128,12 +129,26 @@ def test_correct_rows_follow_the_ratio():
 
 
 def _predictions(acc_by_subset):
+    """Generate-mode rows whose accuracy per subset is ``acc_by_subset`` (20 examples each)."""
     rows = []
     for subset, acc in acc_by_subset.items():
         n = 20
         k = round(acc * n)
-        rows += [{"subset": subset, "correct": 1.0 if i < k else 0.0} for i in range(n)]
+        rows += [protocol.generate_row(len(rows) + i, subset, ("[[A]]", "[[B]]") if i < k else ("[[B]]", "[[A]]"),
+                                       shortened=False) for i in range(n)]
     return rows
+
+
+def test_section_weights_equal_the_official_constants_for_all_four_sections():
+    assert {sec: set(w) for sec, w in SECTION_WEIGHTS.items()} == {sec: set(s) for sec, s in SUBSET_MAPPING.items()}
+    assert {s: w for weights in SECTION_WEIGHTS.values() for s, w in weights.items()} == EXAMPLE_COUNTS
+    rng = random.Random(7)
+    accs = {s: rng.random() for s in EXAMPLE_COUNTS}
+    ours = section_scores(accs)
+    for section, subsets in SUBSET_MAPPING.items():
+        official = sum(accs[s] * EXAMPLE_COUNTS[s] for s in subsets) / sum(EXAMPLE_COUNTS[s] for s in subsets)
+        assert ours[section] == pytest.approx(official, abs=1e-12), section
+    assert overall_score(ours) == pytest.approx(sum(ours.values()) / 4)
 
 
 def test_section_weighting_is_official():
@@ -148,7 +163,7 @@ def test_section_weighting_is_official():
 def test_score_is_mean_of_sections_and_counts_unparsed():
     accs = {s: (0.5 if sec == "chat" else 1.0) for sec, w in SECTION_WEIGHTS.items() for s in w}
     rows = _predictions(accs)
-    rows[0].update(verdict_chosen_a=None, verdict_chosen_b="B")
+    rows[0] = {**rows[0], "verdict_chosen_a": None}  # counted; the example's score is left as it was
     out = score_predictions(rows)
     assert out["score"] == pytest.approx((0.5 + 3) / 4)
     assert out["counts"]["unparsed_verdicts"] == 1
@@ -158,4 +173,4 @@ def test_score_is_mean_of_sections_and_counts_unparsed():
 
 def test_unknown_subset_is_an_error():
     with pytest.raises(ValueError, match="outside RewardBench"):
-        score_predictions([{"subset": "made-up", "correct": 1.0}])
+        score_predictions([protocol.generate_row(0, "made-up", ("[[A]]", "[[B]]"), shortened=False)])

@@ -24,17 +24,36 @@ from genrm import config as gconfig
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILES = REPO / "profiles"
+dryrun = pytest.mark.dryrun  # runs `snakemake -n`
+unit = pytest.mark.unit
 
 
-def path_without(program: str) -> str:
-    return os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep)
-                           if d and not (Path(d) / program).exists())
+SLURM_COMMANDS = ("sbatch", "srun", "salloc", "squeue", "sacct", "sinfo", "scontrol", "scancel")
+
+
+def path_without(programs, shadow_root: Path) -> str:
+    """The PATH with none of ``programs``. A folder that holds one (``/usr/bin`` where
+    Slurm is installed, beside everything else) is replaced by a folder of links to
+    its other entries."""
+    dirs = []
+    for i, d in enumerate(os.environ.get("PATH", "").split(os.pathsep)):
+        if not d or not any((Path(d) / p).exists() for p in programs):
+            dirs.append(d)
+            continue
+        shadow = shadow_root / f"{i}"
+        shadow.mkdir(parents=True, exist_ok=True)
+        for entry in Path(d).iterdir():
+            if entry.name not in programs and not (shadow / entry.name).exists():
+                (shadow / entry.name).symlink_to(entry)
+        dirs.append(str(shadow))
+    return os.pathsep.join(d for d in dirs if d)
 
 
 def dry_run(workdir: Path, *args: str) -> str:
-    """``snakemake -n -p`` of this repository in ``workdir``, without sbatch on the PATH."""
-    env = {**os.environ, "PATH": path_without("sbatch")}
-    assert shutil.which("sbatch", path=env["PATH"]) is None
+    """``snakemake -n -p`` of this repository in ``workdir``, with no Slurm command on the PATH."""
+    env = {**os.environ, "PATH": path_without(SLURM_COMMANDS, workdir.with_name(workdir.name + ".path"))}
+    assert all(shutil.which(p, path=env["PATH"]) is None for p in SLURM_COMMANDS)
+    assert shutil.which("which", path=env["PATH"]) and shutil.which("bash", path=env["PATH"])
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--workflow-profile", "none", "-n", "-p", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -75,7 +94,7 @@ def slurm_dry_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def parser():
     pytest.importorskip("openrlhf")
-    from genrm.openrlhf import recover_parser
+    from genrm.train.openrlhf import recover_parser
 
     return recover_parser()
 
@@ -84,6 +103,7 @@ def train_jobs(all_jobs):
     return {(j["wildcards"]["model"], j["wildcards"]["method"]): j for j in all_jobs if j["rule"] == "train_genrm"}
 
 
+@dryrun
 def test_dry_run_has_every_training_job(slurm_dry_run, production):
     assert set(train_jobs(slurm_dry_run)) == set(gconfig.genrms(production))
     checks = {(j["wildcards"]["model"], j["wildcards"]["method"]) for j in slurm_dry_run
@@ -91,22 +111,26 @@ def test_dry_run_has_every_training_job(slurm_dry_run, production):
     assert checks == set(gconfig.genrms(production))  # the length guard before every training job
 
 
+@dryrun
 def test_training_resources_are_the_presets(slurm_dry_run, production):
-    for (model, method), job in train_jobs(slurm_dry_run).items():
+    for (model, _method), job in train_jobs(slurm_dry_run).items():
         s = gconfig.openrlhf_settings(production, model)
         r = job["resources"]
-        assert int(r["gpu"]) == s["nodes"] * s["gpus_per_node"], model
-        assert int(r["nodes"]) == s["nodes"] and int(r["tasks"]) == s["nodes"]
-        assert int(r["runtime"]) == s["runtime"] and int(r["mem_mb"]) == s["mem_mb"]
-        assert int(r["cpus_per_task"]) == s["cpus_per_task"] and r["tasks_per_gpu"] == "0"
-        assert ("mpi" in r) == (s["nodes"] > 1)
+        assert int(r["gpu"]) == s.nodes * s.gpus_per_node, model
+        assert int(r["nodes"]) == s.nodes and int(r["tasks"]) == s.nodes
+        assert int(r["runtime"]) == s.runtime and int(r["mem_mb"]) == s.mem_mb
+        assert int(r["cpus_per_task"]) == s.cpus_per_task and r["tasks_per_gpu"] == "0"
+        assert ("mpi" in r) == (s.nodes > 1)
         assert r["slurm_partition"] == "YOUR_GPU_PARTITION" and r["slurm_account"] == "YOUR_ACCOUNT"
     big = train_jobs(slurm_dry_run)[("qwen2.5-72b", "verify")]["resources"]
     assert int(big["nodes"]) > 1 and int(big["gpu"]) == 32
 
 
+@dryrun
 def test_printed_commands_parse_with_openrlhf_and_match_the_presets(slurm_dry_run, production, parser):
-    from genrm.openrlhf import check_command
+    import json
+
+    from genrm.train.openrlhf import check_command
 
     for (model, method), job in train_jobs(slurm_dry_run).items():
         s = gconfig.openrlhf_settings(production, model)
@@ -117,14 +141,19 @@ def test_printed_commands_parse_with_openrlhf_and_match_the_presets(slurm_dry_ru
         assert args["data.apply_chat_template"] and args["data.input_key"] == "prompt"
         assert args["data.output_key"] == "response"
         assert args["ckpt.output_dir"] == f"results/models/{model}/{method}.partial"
-        assert args["train.micro_batch_size"] == s["micro_batch_size"] and args["ds.zero_stage"] == 3
-        assert f"--nproc-per-node={s['gpus_per_node']}" in words
-        assert f"--nnodes={s['nodes']}" in words
-        assert words[:4] == ["python", "-m", "genrm.openrlhf", "run"]
-        if s["nodes"] > 1:
+        assert args["train.micro_batch_size"] == s.micro_batch_size and args["ds.zero_stage"] == 3
+        assert f"--nproc-per-node={s.gpus_per_node}" in words
+        assert f"--nnodes={s.nodes}" in words
+        assert words[:5] == ["python", "-m", "genrm", "openrlhf", "run"]
+        # what the model's genrm_training.json will record: its settings and the seed
+        record = json.loads(words[words.index("--record") + 1])
+        assert record["settings"] == gconfig.as_dict(s) and record["seed"] == production["seed"]
+        assert args["train.seed"] == production["seed"]
+        if s.nodes > 1:
             assert words[words.index("--") + 1] == "srun" and "--rdzv-backend=c10d" in words
 
 
+@dryrun
 def test_cpu_jobs_use_the_cpu_partition(slurm_dry_run):
     for job in slurm_dry_run:
         if job["rule"] in ("check_sft_lengths", "format_sft"):
@@ -167,6 +196,7 @@ def sbatch_flags(resources: dict) -> list[str]:
     return shlex.split(get_submit_command(job, params) + set_gres_string(job))
 
 
+@dryrun
 def test_sbatch_flags_of_a_single_node_job(slurm_dry_run):
     resources = as_resources(train_jobs(slurm_dry_run)[("llama3.1-8b", "verify")]["resources"])
     flags = sbatch_flags(resources)
@@ -181,6 +211,7 @@ def test_sbatch_flags_of_a_single_node_job(slurm_dry_run):
     assert "mpi" not in job.resources
 
 
+@dryrun
 def test_sbatch_flags_of_the_multi_node_job(slurm_dry_run):
     resources = as_resources(train_jobs(slurm_dry_run)[("qwen2.5-72b", "verify")]["resources"])
     flags = sbatch_flags(resources)
@@ -192,6 +223,7 @@ def test_sbatch_flags_of_the_multi_node_job(slurm_dry_run):
     assert resources["mpi"] == "srun"
 
 
+@dryrun
 def test_gpu_model_becomes_part_of_the_gpus_flag(slurm_dry_run):
     resources = as_resources(train_jobs(slurm_dry_run)[("qwen2.5-14b", "verify")]["resources"])
     assert "--gpus=h100:8" in sbatch_flags({**resources, "gpu_model": "h100"})
@@ -200,6 +232,7 @@ def test_gpu_model_becomes_part_of_the_gpus_flag(slurm_dry_run):
 # --- the profiles themselves ------------------------------------------------------------
 
 
+@unit
 @pytest.mark.parametrize("name", ["slurm", "workstation"])
 def test_every_profile_key_has_a_comment(name):
     lines = (PROFILES / name / "config.v8+.yaml").read_text(encoding="utf-8").splitlines()
@@ -209,6 +242,7 @@ def test_every_profile_key_has_a_comment(name):
             assert " #" in line or before.strip().startswith("#"), f"{name}: no comment for {line!r}"
 
 
+@unit
 def test_slurm_profile_settings():
     profile = yaml.safe_load((PROFILES / "slurm" / "config.v8+.yaml").read_text(encoding="utf-8"))
     assert profile["executor"] == "slurm"
@@ -219,6 +253,7 @@ def test_slurm_profile_settings():
     assert "--gres" not in (PROFILES / "slurm" / "config.v8+.yaml").read_text().replace("(--gres", "")
 
 
+@unit
 def test_downloads_stay_on_the_login_node():
     text = (REPO / "rules" / "data.smk").read_text(encoding="utf-8")
     for rule in ("download_data", "fetch_model"):
@@ -226,6 +261,7 @@ def test_downloads_stay_on_the_login_node():
         assert re.search(r"^\s+localrule: True$", block, re.M), rule
 
 
+@dryrun
 def test_workstation_dry_run(tmp_path):
     out = dry_run(tmp_path, "results/models/qwen2.5-7b/verify", "--profile", str(PROFILES / "workstation"),
                   "--configfile", str(REPO / "workflow_config.yaml"))
@@ -234,12 +270,14 @@ def test_workstation_dry_run(tmp_path):
         "torchrun --standalone --nnodes=1 --nproc-per-node=8 -m openrlhf.cli.train_sft")
 
 
+@dryrun
 def test_demo_config_trains_with_trl_on_cpu(tmp_path):
     out = dry_run(tmp_path, "results/models/tiny-instruct/verify", "results/models/tiny-instruct/verify_correct",
                   "--replace-workflow-config", "--configfile", str(REPO / "configs" / "demo.yaml"))
     all_jobs = jobs(out)
     train = [j for j in all_jobs if j["rule"] == "train_genrm"]
-    assert train and all(j["shell"].startswith("python -m genrm train --backend trl") for j in train)
+    assert train and all(j["shell"].startswith("python -m genrm train --model ") for j in train)
+    assert all("--backend" not in j["shell"] and "openrlhf" not in j["shell"] for j in train)
     assert all("gpu" not in j["resources"] and "mpi" not in j["resources"] for j in train)
     checks = [j for j in all_jobs if j["rule"] == "check_sft_lengths"]
     assert checks and all("--max-len 512" in j["shell"] for j in checks)

@@ -1,20 +1,21 @@
 """Results tables from synthetic scores: the published layout, the comparison with the
-published figures, completeness without a published counterpart, the HTML pages of
-the report, and an idempotent README block."""
+published figures, completeness without a published counterpart, the diagnostics and SFT
+tables, the HTML pages of the report, and an idempotent README block."""
 
 from __future__ import annotations
 
 import csv
-import json
 import random
 import re
 from html.parser import HTMLParser
 
 import pytest
 
-from genrm import tables
+from genrm import published
+from genrm.evaluate import score_predictions
 from genrm.io import write_json
-from genrm.scoring import SECTIONS, SUBSETS, score_predictions
+from genrm.protocol import SECTIONS, SUBSETS, generate_row
+from genrm.report import tables
 
 JUDGES = [
     {"judge": "llama3.1-8b", "family": "LLaMA", "model": "LLaMA3.1-8B-Instruct", "method": "LLM-as-a-Judge",
@@ -26,9 +27,11 @@ JUDGES = [
     {"judge": "tiny-instruct", "family": "Tiny", "model": "Tiny-Instruct", "method": "LLM-as-a-Judge", "ours": False},
     {"judge": "tiny-instruct__verify", "family": "Tiny", "model": "Tiny-GenRM", "method": "Verify Only", "ours": True},
 ]
+HEADER = ["Model", "Method", "Score", "Chat", "Chat Hard", "Safety", "Reasoning"]
 
 
 def predictions(accuracy: float, seed: int, per_subset: int = 20, skip=()) -> list[dict]:
+    """Generate-mode prediction rows; a wrong first order sometimes has no verdict."""
     rng = random.Random(seed)
     rows = []
     for subset in SUBSETS:
@@ -36,10 +39,9 @@ def predictions(accuracy: float, seed: int, per_subset: int = 20, skip=()) -> li
             continue
         for _ in range(per_subset):
             a, b = (rng.random() < accuracy), (rng.random() < accuracy)
-            va = "A" if a else ("B" if rng.random() < 0.9 else None)
-            vb = "B" if b else "A"
-            rows.append({"id": len(rows), "subset": subset, "verdict_chosen_a": va, "verdict_chosen_b": vb,
-                         "correct": ((1.0 if a else (0.0 if va else 0.5)) + (1.0 if b else 0.0)) / 2})
+            out_a = "[[A]]" if a else ("[[B]]" if rng.random() < 0.9 else "no verdict")
+            out_b = "[[B]]" if b else "[[A]]"
+            rows.append(dict(generate_row(len(rows), subset, (out_a, out_b), shortened=False)))
     return rows
 
 
@@ -52,9 +54,93 @@ def run(tmp_path):
         write_json(path, score_predictions(predictions(acc, i, skip=skip)))
         files.append(str(path))
     out = tmp_path / "tables"
-    rows = tables.write_tables(json.dumps(JUDGES), files, str(out))
+    rows = tables.write_tables(JUDGES, files, str(out))
     return out, rows, files
 
+
+# --- reading the outputs back -------------------------------------------------------
+
+def md_cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def md_tables(text: str) -> list[dict]:
+    """Every pipe table of a Markdown text: header cells, alignment cells, body rows."""
+    found, lines = [], text.splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("|"):
+            block = []
+            while i < len(lines) and lines[i].startswith("|"):
+                block.append(md_cells(lines[i]))
+                i += 1
+            found.append({"header": block[0], "align": block[1], "rows": block[2:]})
+        else:
+            i += 1
+    return found
+
+
+def is_bold(cells: list[str]) -> bool:
+    """All non-empty cells in **bold** (and asserts a row is never half bold)."""
+    marks = {c.startswith("**") and c.endswith("**") for c in cells if c}
+    assert len(marks) == 1, cells
+    return marks.pop()
+
+
+def plain(cells: list[str]) -> list[str]:
+    return [c[2:-2] if c.startswith("**") and c.endswith("**") else c for c in cells]
+
+
+CENTRED = re.compile(r":-+:")
+
+
+class _Tables(HTMLParser):
+    """The tables of an HTML page: per table, rows of (cell texts, bold), the header row first."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables: list[list[tuple[list[str], bool]]] = []
+        self.tags: dict[str, int] = {}
+        self._cells: list[str] | None = None
+        self._strong: list[bool] = []
+        self._text: str | None = None
+        self._row_class = ""
+
+    def handle_starttag(self, tag, attrs):
+        self.tags[tag] = self.tags.get(tag, 0) + 1
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self._cells, self._strong, self._row_class = [], [], dict(attrs).get("class") or ""
+        elif tag in ("td", "th"):
+            self._text = ""
+            self._strong.append(False)
+        elif tag in ("strong", "b") and self._text is not None:
+            self._strong[-1] = True
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self._cells.append(self._text.strip())
+            self._text = None
+        elif tag == "tr":
+            strong = [s for c, s in zip(self._cells, self._strong) if c]
+            bold = "ours" in self._row_class.split() or (bool(strong) and all(strong))
+            assert bold or not any(strong), self._cells  # never half bold
+            self.tables[-1].append((self._cells, bold))
+            self._cells = None
+
+    def handle_data(self, data):
+        if self._text is not None:
+            self._text += data
+
+
+def html_tables(path) -> _Tables:
+    p = _Tables()
+    p.feed(path.read_text())
+    return p
+
+
+# --- the tests ----------------------------------------------------------------------
 
 def test_every_output_is_written(run):
     out, rows, _ = run
@@ -67,8 +153,10 @@ def test_csv_columns_and_differences(run):
     out, rows, _ = run
     with open(out / "results.csv", newline="") as f:
         reader = csv.DictReader(f)
+        assert reader.fieldnames == tables.CSV_COLUMNS
         assert reader.fieldnames[:8] == ["family", "model", "method", "score", *SECTIONS]
         data = list(reader)
+    assert [r["judge"] for r in data] == [j["judge"] for j in JUDGES]
     by = {r["judge"]: r for r in data}
     base = by["llama3.1-8b"]
     assert base["published_score"] == "71.3"
@@ -76,6 +164,8 @@ def test_csv_columns_and_differences(run):
         assert float(base[f"diff_{m}"]) == pytest.approx(float(base[m]) - float(base[f"published_{m}"]), abs=1e-9)
     assert by["skywork-reward"]["published_flag"].startswith("published Score 92.50 is not the mean")
     assert by["tiny-instruct"]["published_score"] == "" and by["tiny-instruct"]["diff_score"] == ""
+    assert by["tiny-instruct"]["examples"] == str(20 * (len(SUBSETS) - 1))
+    assert [r["ours"] for r in data] == [str(j["ours"]) for j in JUDGES]
     # Score is the mean of the reproduced sections (to rounding)
     for r in data:
         assert float(r["score"]) == pytest.approx(sum(float(r[s]) for s in SECTIONS) / 4, abs=0.01)
@@ -85,41 +175,65 @@ def test_results_md_keeps_the_published_layout(run):
     out, rows, _ = run
     text = (out / "results.md").read_text()
     assert [line for line in text.splitlines() if line.startswith("####")] == ["#### LLaMA", "#### Tiny"]
-    assert text.count("| Model | Method | Score | Chat | Chat Hard | Safety | Reasoning |") == 2
-    assert text.count("|:---:|:---:|:---:|:---:|:---:|:---:|:---:|") == 2
-    body = [line for line in text.splitlines() if line.startswith("| ") and "Model" not in line]
-    assert len(body) == len(JUDGES)
-    for line in body:
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        bold = cells[0].startswith("**")
-        assert all(c.startswith("**") == bold for c in cells)
-        assert all(re.fullmatch(r"\d{1,3}\.\d\d", c.strip("*")) for c in cells[2:])
-    assert "| **Tiny-GenRM** | **Verify Only** |" in text
+    found = md_tables(text)
+    assert len(found) == 2
+    for t in found:
+        assert t["header"] == HEADER
+        assert all(CENTRED.fullmatch(a) for a in t["align"]), t["align"]
+    body = [cells for t in found for cells in t["rows"]]
+    assert [plain(c)[:2] for c in body] == [[j["model"], j["method"]] for j in JUDGES]  # order kept
+    assert [is_bold(c) for c in body] == [j["ours"] for j in JUDGES]
+    for cells in body:
+        assert all(re.fullmatch(r"\d{1,3}\.\d\d", c) for c in plain(cells)[2:]), cells
+    ours = next(r for r in rows if r["judge"] == "tiny-instruct__verify")
+    assert body[-1] == ["**Tiny-GenRM**", "**Verify Only**", *(f"**{ours[m]:.2f}**" for m in ("score", *SECTIONS))]
 
 
 def test_comparison_shows_ours_published_and_difference(run):
     out, rows, _ = run
     text = (out / "comparison.md").read_text()
-    lines = text.splitlines()
-    i = next(k for k, line in enumerate(lines) if line.startswith("| **LLaMA3.1-8B-GenRM** | **Verify Only** |"))
-    assert "**reproduced**" in lines[i]
-    assert lines[i + 1].startswith("|  |  | published | 88.76 | 93.30 | 81.58 | 91.55 | 88.60 |")
-    diff = [c.strip() for c in lines[i + 2].strip("|").split("|")]
-    assert diff[2] == "difference"
+    found = md_tables(text)
+    assert [t["header"] for t in found] == [["Model", "Method", "Figures", *HEADER[2:]]] * 2
+    assert all(CENTRED.fullmatch(a) for t in found for a in t["align"])
+    body = found[0]["rows"]
+    i = next(k for k, c in enumerate(body) if c[:2] == ["**LLaMA3.1-8B-GenRM**", "**Verify Only**"])
+    assert body[i][2] == "**reproduced**" and is_bold(body[i])
+    assert body[i + 1] == ["", "", "published", "88.76", "93.30", "81.58", "91.55", "88.60"]
+    diff = body[i + 2]
+    assert diff[2] == "difference" and not is_bold(diff)
     ours = next(r for r in rows if r["judge"] == "llama3.1-8b__verify")
     assert diff[3] == f"{ours['score'] - 88.76:+.2f}"
-    assert "| 92.50 † |" in text
-    assert len([line for line in lines if line.startswith("† ")]) == 1  # only the flagged row in this run
+    assert [c[2] for c in body] == ["reproduced", "published", "difference", "**reproduced**", "published",
+                                    "difference", "reproduced", "published", "difference"]
+    flagged = next(c for c in body if c[3].endswith("†"))
+    assert flagged[3] == "92.50 †"
+    notes = [line for line in text.splitlines() if line.startswith("† ")]
+    assert notes == ["† Skywork-Reward-Llama-3.1-8B (Bradley-Terry): published Score 92.50 is not the mean of "
+                     "its sections (92.525); shown as printed, not corrected."]  # only the flagged row in this run
     # judges without a published counterpart are still there
-    assert "| Tiny-Instruct | LLM-as-a-Judge | reproduced (no published row) |" in text
-    assert "| **Tiny-GenRM** | **Verify Only** | **reproduced (no published row)** |" in text
+    assert found[1]["rows"][0][:3] == ["Tiny-Instruct", "LLM-as-a-Judge", "reproduced (no published row)"]
+    assert found[1]["rows"][1][:3] == ["**Tiny-GenRM**", "**Verify Only**", "**reproduced (no published row)**"]
+    assert len(found[1]["rows"]) == 2
+
+
+def test_published_md_is_the_reference_as_printed(run):
+    out, _, _ = run
+    reference = published.load_published()
+    found = md_tables((out / "published.md").read_text())
+    body = [plain(c) for t in found for c in t["rows"]]
+    assert [c[:2] for c in body] == [[p.model, p.method] for p in reference]
+    assert [is_bold(c) for t in found for c in t["rows"]] == [p.ours for p in reference]
+    for cells, p in zip(body, reference):
+        assert cells[2] == f"{p.score:.2f}" + ("" if p.consistent else " †")
 
 
 def test_readme_block(run):
     out, rows, _ = run
     text = (out / "readme.md").read_text()
-    assert text.count("| Model | Method | Score | Chat | Chat Hard | Safety | Reasoning |") == 2
-    assert text.count("| Model | Method | Figures |") == 1  # a comparison only where one exists
+    assert [line for line in text.splitlines() if line.startswith("####")] == ["#### LLaMA", "#### Tiny"]
+    headers = [t["header"] for t in md_tables(text)]
+    assert headers.count(HEADER) == 2
+    assert headers.count(["Model", "Method", "Figures", *HEADER[2:]]) == 1  # a comparison only where one exists
     assert "No published figures to compare with for Tiny." in text
     for judge in JUDGES:
         assert f"{judge['model']}" in text
@@ -133,6 +247,7 @@ def test_update_readme_is_idempotent(run, tmp_path):
     assert tables.update_readme(str(readme), str(out / "readme.md")) is True
     first = readme.read_text()
     assert first.startswith(before + tables.README_START + "\n#### LLaMA") and first.endswith(tables.README_END + after)
+    assert "old table" not in first and (out / "readme.md").read_text().strip() in first
     assert tables.update_readme(str(readme), str(out / "readme.md")) is False
     assert readme.read_text() == first
     readme.write_text("no markers")
@@ -140,53 +255,82 @@ def test_update_readme_is_idempotent(run, tmp_path):
         tables.update_readme(str(readme), str(out / "readme.md"))
 
 
-class _TableCounter(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.tags: dict[str, int] = {}
-
-    def handle_starttag(self, tag, attrs):
-        self.tags[tag] = self.tags.get(tag, 0) + 1
-
-
-def _tags(path) -> dict[str, int]:
-    p = _TableCounter()
-    p.feed(path.read_text())
-    return p.tags
-
-
 def test_html_pages(run):
     out, _, _ = run
-    assert _tags(out / "results.html")["table"] == 2
-    assert _tags(out / "results.html")["tr"] == 2 + len(JUDGES)
-    assert _tags(out / "comparison.html")["tr"] == 2 + 3 * 3 + 2  # 3 matched judges x 3 rows, 2 unmatched
-    assert _tags(out / "published.html")["tr"] == 2 + 13
+    results = html_tables(out / "results.html")
+    assert results.tags["table"] == 2
+    assert results.tags["tr"] == 2 + len(JUDGES)
+    assert [t[0][0] for t in results.tables] == [HEADER, HEADER]
+    body = [row for t in results.tables for row in t[1:]]
+    assert [cells[:2] for cells, _ in body] == [[j["model"], j["method"]] for j in JUDGES]
+    assert [bold for _, bold in body] == [j["ours"] for j in JUDGES]
+    # the HTML holds the same cells as the Markdown
+    md = [plain(c) for t in md_tables((out / "results.md").read_text()) for c in t["rows"]]
+    assert [cells for cells, _ in body] == md
+    assert html_tables(out / "comparison.html").tags["tr"] == 2 + 3 * 3 + 2  # 3 matched x 3 rows, 2 unmatched
+    assert html_tables(out / "published.html").tags["tr"] == 2 + 13
+    page = (out / "results.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page and "<script" not in page
     fragment = (out / "comparison.fragment.html").read_text()
     assert "<style" not in fragment and "<html" not in fragment and fragment.count("<table") == 2
+    assert 'class="genrm-tables"' in fragment
+    frag = html_tables(out / "comparison.fragment.html")
+    reproduced = [bold for t in frag.tables for cells, bold in t[1:] if cells[2].startswith("reproduced")]
+    assert reproduced == [j["ours"] for j in JUDGES]
 
 
 def test_coverage_table_shows_missing_subsets(run):
     out, _, _ = run
-    text = (out / "coverage.md").read_text()
-    line = next(line for line in text.splitlines() if line.startswith("| tiny-instruct |"))
-    assert "| 22/23 | hep-go |" in line
-    assert "| 460 | 100 | 120 | 100 | 140 | 23/23 | – |" in next(
-        line for line in text.splitlines() if line.startswith("| llama3.1-8b |"))
+    found = md_tables((out / "coverage.md").read_text())
+    assert len(found) == 1
+    t = found[0]
+    assert t["header"][:4] == ["Judge", "Model", "Method", "Examples"]
+    by = {cells[0]: dict(zip(t["header"], cells)) for cells in t["rows"]}
+    assert list(by) == [j["judge"] for j in JUDGES]
+    assert by["tiny-instruct"]["Subsets judged"] == "22/23" and by["tiny-instruct"]["Missing subsets"] == "hep-go"
+    llama = by["llama3.1-8b"]
+    assert [llama[h] for h in t["header"][3:10]] == ["460", "100", "120", "100", "140", "23/23", "–"]
 
 
-def test_markdown_table_files_become_html(tmp_path):
-    md = ("## Judge diagnostics\n\n| Judge | Mode | Score |\n|:---|:---:|:---:|\n| a (b) | generate | 50.00 |\n"
-          "| **c** | **logprob** | **90.00** |\n\nPercentages. Score and\nits interval.\n")
-    (tmp_path / "d.md").write_text(md)
-    from genrm.tables import main
+def test_diagnostics_table_in_markdown_and_html(run, tmp_path):
+    _, _, files = run
+    md_path, html_path = tmp_path / "diag" / "diagnostics.md", tmp_path / "diag" / "diagnostics.html"
+    text = tables.write_diagnostics_table(JUDGES, files, str(md_path), str(html_path))
+    assert md_path.read_text() == text
+    assert text.startswith("## Judge diagnostics\n")
+    assert "1000 samples, seed 0" in text and "Shortened: examples cut to fit the context" in text
+    [t] = md_tables(text)
+    columns = ["Judge", "Mode", "Score", "95% CI", "Unparsed", "Acc. chosen=A", "Acc. chosen=B", "Consistency",
+               "Prefers A", "Shortened"]
+    assert t["header"] == columns
+    assert re.fullmatch(r":-+", t["align"][0]) and all(CENTRED.fullmatch(a) for a in t["align"][1:])
+    names = [f"{j['model']} ({j['method']})" for j in JUDGES]
+    assert [plain(c)[0] for c in t["rows"]] == names
+    assert [is_bold(c) for c in t["rows"]] == [j["ours"] for j in JUDGES]
+    for cells in map(plain, t["rows"]):
+        assert cells[1] == "generate" and cells[-1] == "0"
+        assert re.fullmatch(r"\d+\.\d\d – \d+\.\d\d", cells[3]), cells[3]
+        low, high = (float(x) for x in cells[3].split(" – "))
+        assert low <= float(cells[2]) <= high
+    # the HTML page: the same header and rows, our GenRMs in bold, the note
+    page = html_tables(html_path)
+    assert page.tags["table"] == 1
+    [rows] = page.tables
+    assert rows[0] == (columns, False)
+    assert [cells for cells, _ in rows[1:]] == [plain(c) for c in t["rows"]]
+    assert [bold for _, bold in rows[1:]] == [j["ours"] for j in JUDGES]
+    assert "Judge diagnostics" in html_path.read_text() and "1000 samples, seed 0" in html_path.read_text()
+    with pytest.raises(ValueError, match="score files"):
+        tables.write_diagnostics_table(JUDGES, files[:-1], str(md_path), str(html_path))
 
-    assert main(["html", "--md", str(tmp_path / "d.md"), "--title", "Judge diagnostics",
-                 "--out", str(tmp_path / "d.html")]) == 0
-    html = (tmp_path / "d.html").read_text()
-    assert "<h2>Judge diagnostics</h2>" in html and "<th>Mode</th>" in html
-    assert '<tr class="ours"><td>c</td><td>logprob</td><td>90.00</td></tr>' in html
-    assert "<p>Percentages. Score and its interval.</p>" in html
-    assert _tags(tmp_path / "d.html")["tr"] == 3
+
+def test_html_cells_are_escaped(tmp_path):
+    stats = tmp_path / "s.json"
+    write_json(stats, {"method": "<b>verify</b> & co", "rows_in": 1})
+    tables.write_sft_table([str(stats)], str(tmp_path / "sft.md"), str(tmp_path / "sft.html"))
+    page = (tmp_path / "sft.html").read_text()
+    assert "<b>verify" not in page and "&lt;b&gt;verify&lt;/b&gt; &amp; co" in page
+    assert html_tables(tmp_path / "sft.html").tables[0][1][0] == ["<b>verify</b> & co", "1"]
 
 
 def test_sft_table(tmp_path):
@@ -197,11 +341,19 @@ def test_sft_table(tmp_path):
     for s in stats:
         write_json(tmp_path / f"{s['method']}.json", s)
         files.append(str(tmp_path / f"{s['method']}.json"))
-    from genrm.tables import main
+    assert tables.write_sft_table(files, str(tmp_path / "sft.md"), str(tmp_path / "sft.html")) is None
+    [t] = md_tables((tmp_path / "sft.md").read_text())
+    assert t["header"][:3] == ["method", "rows_in", "correct_ratio"] and "dropped.missing_key" in t["header"]
+    assert [c[:3] for c in t["rows"]] == [["verify", "100", "0"], ["verify_correct", "100", "1"]]
+    row = dict(zip(t["header"], t["rows"][1]))
+    assert row["fraction_chosen_at_a"] == "0.5102" and row["dropped.missing_key"] == "2"
+    assert html_tables(tmp_path / "sft.html").tags["tr"] == 3
 
-    assert main(["sft", "--stats", *files, "--out-md", str(tmp_path / "sft.md"),
-                 "--out-html", str(tmp_path / "sft.html")]) == 0
-    text = (tmp_path / "sft.md").read_text()
-    assert text.splitlines()[0].startswith("| method | rows_in | correct_ratio |")
-    assert "dropped.missing_key" in text and "| verify_correct | 100 | 1 |" in text
-    assert "0.5102" in text
+
+def test_cells_are_printed_as_formatted():
+    """tabulate must not reparse the cells as numbers ("71.10" stays, not 71.1)."""
+    table = tables.Table.of(["Model", "Score", "Diff"], [(["a", "71.10", "+1.00"], False),
+                                                         (["b", "1e3", "007"], False)])
+    [t] = md_tables(tables.markdown_table(table))
+    assert t["rows"] == [["a", "71.10", "+1.00"], ["b", "1e3", "007"]]
+    assert all(CENTRED.fullmatch(a) for a in t["align"])

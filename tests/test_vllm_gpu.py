@@ -13,8 +13,10 @@ import random
 
 import pytest
 
-from genrm import judge as J
+from conftest import judge_settings
 from genrm.io import read_jsonl, write_jsonl
+from genrm.judge import examples as J
+from genrm.judge.job import judge
 
 pytest.importorskip("vllm")
 torch = pytest.importorskip("torch")
@@ -27,7 +29,7 @@ ARCH = {"hidden_size": 128, "num_layers": 2, "num_heads": 2, "intermediate_size"
 
 @pytest.fixture(scope="module")
 def gpu_model(tmp_path_factory, demo_preferences):
-    from genrm.models import build_tiny_model
+    from genrm.data.models import build_tiny_model
 
     out = tmp_path_factory.mktemp("models") / "tiny-gpu"
     build_tiny_model(ARCH, str(demo_preferences), out)
@@ -42,14 +44,13 @@ def examples(rewardbench_file):
 
 @pytest.mark.parametrize("mode", ["logprob", "generate"])
 def test_vllm_engine_agrees_with_transformers(gpu_model, examples, mode):
-    from genrm.prefix_cache import TransformersJudge
-    from genrm.vllm_backend import VLLMJudge
+    from genrm.judge.backends.transformers import TransformersJudge
+    from genrm.judge.backends.vllm import VLLMJudge
 
-    settings = {**J.DEFAULTS, "mode": mode, "max_model_len": 1024, "max_new_tokens": 8,
-                "gpu_memory_utilization": 0.25}
+    settings = judge_settings(mode, max_model_len=1024, max_new_tokens=8, gpu_memory_utilization=0.25)
     indices = list(range(len(examples)))
-    got = VLLMJudge(str(gpu_model), examples, settings, mode)(indices)
-    ref = TransformersJudge(str(gpu_model), examples, settings, mode)(indices)
+    got = VLLMJudge(str(gpu_model), examples, settings, "bfloat16")(indices)
+    ref = TransformersJudge(str(gpu_model), examples, settings, "bfloat16")(indices)
     assert any(r["shortened"] for r in got)
     if mode == "logprob":
         diffs = [abs(g[k] - r[k]) for g, r in zip(got, ref) for k in ("p_a_chosen_a", "p_a_chosen_b")]
@@ -65,8 +66,7 @@ def test_judge_job_on_vllm(gpu_model, rewardbench_file, tmp_path):
     data = tmp_path / "rb.jsonl"
     write_jsonl(data, read_jsonl(rewardbench_file)[:50])
     out = tmp_path / "predictions.jsonl"
-    J.judge("generative", str(gpu_model), str(data), str(out),
-            {"backend": "vllm", "mode": "logprob", "max_model_len": 2048, "shard_size": 20,
-             "gpu_memory_utilization": 0.25})
+    judge(str(gpu_model), str(data), str(out),
+          judge_settings("logprob", backend="vllm", max_model_len=2048, shard_size=20, gpu_memory_utilization=0.25))
     rows = read_jsonl(out)
     assert len(rows) == 50 and all(r["verdict_chosen_a"] in ("A", "B") for r in rows)

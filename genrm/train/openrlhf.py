@@ -1,7 +1,7 @@
 """The OpenRLHF backend: the one module that knows OpenRLHF's flag names.
 
 It turns a model's resolved settings (``genrm.config.openrlhf_settings``: a size
-preset plus overrides) into the launch command of ``openrlhf.cli.train_sft`` of
+preset plus overrides, typed as ``OpenRLHFSettings``) into the launch command of ``openrlhf.cli.train_sft`` of
 openrlhf 0.11.2 (dotted flags ``--model.*``, ``--data.*``, ``--train.*``,
 ``--ds.*``, ``--ckpt.*``, ``--adam.*``, ``--logger.*``; the names changed
 wholesale within 0.10.x, so the version is pinned and the tests parse every
@@ -14,10 +14,10 @@ Launching:
 * several nodes: the job's shell runs on the first node of the allocation and
   starts one ``torchrun`` per node with ``srun --ntasks-per-node=1``; the
   launchers meet through torchrun's c10d rendezvous on the first node
-  (``python -m genrm.openrlhf head-node``) and the SLURM job id.
+  (``python -m genrm openrlhf head-node``) and the SLURM job id.
 
 Outputs: OpenRLHF writes the Hugging Face model into ``<out>.partial``; the
-wrapper (``python -m genrm.openrlhf run``) renames it to ``<out>`` only after a
+wrapper (``python -m genrm openrlhf run``) renames it to ``<out>`` only after a
 successful exit, so an interrupted job never leaves a model that looks
 complete. DeepSpeed checkpoints go to a directory outside the declared output
 and are loaded on start (``--ckpt.load_enable``): a retried job resumes.
@@ -26,6 +26,7 @@ and are loaded on start (``--ckpt.load_enable``): a retried job resumes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -39,6 +40,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from genrm import paths
+from genrm.config import OpenRLHFSettings
+from genrm.io import replace_path, write_json
 
 log = logging.getLogger(__name__)
 
@@ -68,43 +73,10 @@ def _num(x) -> str:
     return repr(float(x)) if isinstance(x, float) else str(x)
 
 
-# --- checks -------------------------------------------------------------------
-
-
-def settings_problems(s: dict) -> list[str]:
-    """Settings that OpenRLHF/DeepSpeed would refuse at start-up, or silently change."""
-    problems = []
-    world = s["nodes"] * s["gpus_per_node"]
-    ring = s.get("ring_attn_size", 1)
-    if world % ring:
-        problems.append(f"ring_attn_size {ring} does not divide the {world} GPUs of the job")
-    else:
-        data_parallel = world // ring
-        step = s["micro_batch_size"] * data_parallel
-        if s["global_batch_size"] % step:
-            problems.append(
-                f"global_batch_size {s['global_batch_size']} is not a multiple of micro_batch_size "
-                f"{s['micro_batch_size']} x {data_parallel} data-parallel GPUs ({step})")
-    if ring > 1 and not s.get("packing_samples"):
-        problems.append("ring attention (ring_attn_size > 1) needs packing_samples: true")
-    if s.get("packing_samples") and "flash_attention" not in s.get("attn_implementation", ""):
-        problems.append(f"packing_samples needs a flash_attention implementation, not "
-                        f"{s.get('attn_implementation')!r} (OpenRLHF would switch silently)")
-    if s.get("adam_offload") and s.get("zero_stage", 0) == 0:
-        problems.append("adam_offload needs ZeRO stage 1, 2 or 3")
-    return problems
-
-
-def check_settings(s: dict) -> None:
-    problems = settings_problems(s)
-    if problems:
-        raise ValueError("OpenRLHF settings: " + "; ".join(problems))
-
-
 # --- the command --------------------------------------------------------------
 
 
-def train_sft_args(s: dict, *, model_dir: str, rows: str, output_dir: str, checkpoint_dir: str,
+def train_sft_args(s: OpenRLHFSettings, *, model_dir: str, rows: str, output_dir: str, checkpoint_dir: str,
                    tensorboard_dir: str, run_name: str, seed: int) -> list[str]:
     """The flags of ``openrlhf.cli.train_sft`` for one job."""
     args = [
@@ -114,23 +86,23 @@ def train_sft_args(s: dict, *, model_dir: str, rows: str, output_dir: str, check
         "--data.input_key", INPUT_KEY,
         "--data.output_key", OUTPUT_KEY,
         "--data.apply_chat_template",
-        "--data.max_len", _num(s["max_len"]),
+        "--data.max_len", _num(s.max_len),
         "--data.max_samples", _num(MAX_SAMPLES),
         # optimisation
         "--train.seed", _num(seed),
-        "--train.max_epochs", _num(s["epochs"]),
-        "--train.batch_size", _num(s["global_batch_size"]),
-        "--train.micro_batch_size", _num(s["micro_batch_size"]),
-        "--adam.lr", _num(s["learning_rate"]),
-        "--adam.weight_decay", _num(s.get("weight_decay", 0.0)),
-        "--lr_scheduler", s.get("lr_scheduler", "cosine_with_min_lr"),
-        "--lr_warmup_ratio", _num(s.get("warmup_ratio", 0.03)),
-        "--min_lr_ratio", _num(s.get("min_lr_ratio", 0.1)),
-        "--max_norm", _num(s.get("max_norm", 1.0)),
+        "--train.max_epochs", _num(s.epochs),
+        "--train.batch_size", _num(s.global_batch_size),
+        "--train.micro_batch_size", _num(s.micro_batch_size),
+        "--adam.lr", _num(s.learning_rate),
+        "--adam.weight_decay", _num(s.weight_decay),
+        "--lr_scheduler", s.lr_scheduler,
+        "--lr_warmup_ratio", _num(s.warmup_ratio),
+        "--min_lr_ratio", _num(s.min_lr_ratio),
+        "--max_norm", _num(s.max_norm),
         # DeepSpeed and memory
-        "--ds.zero_stage", _num(s["zero_stage"]),
-        "--ds.param_dtype", s.get("param_dtype", "bf16"),
-        "--ds.attn_implementation", s.get("attn_implementation", "flash_attention_2"),
+        "--ds.zero_stage", _num(s.zero_stage),
+        "--ds.param_dtype", s.param_dtype,
+        "--ds.attn_implementation", s.attn_implementation,
     ]
     switches = {
         "packing_samples": "--ds.packing_samples",
@@ -139,47 +111,47 @@ def train_sft_args(s: dict, *, model_dir: str, rows: str, output_dir: str, check
         "overlap_comm": "--ds.overlap_comm",
         "use_liger_kernel": "--ds.use_liger_kernel",
     }
-    args += [flag for key, flag in switches.items() if s.get(key)]
-    if s.get("ring_attn_size", 1) > 1:
-        args += ["--ds.ring_attn_size", _num(s["ring_attn_size"]),
-                 "--ds.ring_attn_head_stride", _num(s.get("ring_attn_head_stride", 1))]
+    args += [flag for key, flag in switches.items() if getattr(s, key)]
+    if s.ring_attn_size > 1:
+        args += ["--ds.ring_attn_size", _num(s.ring_attn_size),
+                 "--ds.ring_attn_head_stride", _num(s.ring_attn_head_stride)]
     args += [
         # the final Hugging Face model, renamed onto the rule's output by `run`
         "--ckpt.output_dir", output_dir,
         # DeepSpeed checkpoints outside the declared output: a retried job resumes
         "--ckpt.path", checkpoint_dir,
-        "--ckpt.save_steps", _num(s.get("save_steps", 100)),
-        "--ckpt.max_num", _num(s.get("max_checkpoints", 2)),
+        "--ckpt.save_steps", _num(s.save_steps),
+        "--ckpt.max_num", _num(s.max_checkpoints),
         "--ckpt.load_enable",
         "--logger.logging_steps", "1",
         "--logger.tensorboard_dir", tensorboard_dir,
         # names the TensorBoard run folder: a resumed job logs into the same one
         "--logger.wandb.run_name", run_name,
     ]
-    return args + [str(a) for a in s.get("extra_args", [])]
+    return args + [str(a) for a in s.extra_args]
 
 
-def launcher(s: dict) -> list[str]:
+def launcher(s: OpenRLHFSettings) -> list[str]:
     """torchrun on one node, or one torchrun per node started by srun."""
-    nodes, gpus = s["nodes"], s["gpus_per_node"]
+    nodes, gpus = s.nodes, s.gpus_per_node
     if nodes == 1:
         return ["torchrun", "--standalone", "--nnodes=1", f"--nproc-per-node={gpus}"]
-    port = s.get("rdzv_port", 29500)
+    port = s.rdzv_port
     return [
         # The job's shell runs on the first node of the allocation; srun starts one
         # task per node inside the same allocation (SLURM_JOB_ID).
         "srun", f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1",
-        f"--gpus-per-node={gpus}", f"--cpus-per-task={s['cpus_per_task']}", "--mem=0",
+        f"--gpus-per-node={gpus}", f"--cpus-per-task={s.cpus_per_task}", "--mem=0",
         "--kill-on-bad-exit=1",
         "torchrun", f"--nnodes={nodes}", f"--nproc-per-node={gpus}", "--rdzv-backend=c10d",
-        Shell(f"--rdzv-endpoint=$(python -m genrm.openrlhf head-node):{port}"),
+        Shell(f"--rdzv-endpoint=$(python -m genrm openrlhf head-node):{port}"),
         Shell("--rdzv-id=$SLURM_JOB_ID"),
     ]
 
 
 @dataclass(frozen=True)
 class Job:
-    """One OpenRLHF training job: what to launch and where its outputs go."""
+    """One OpenRLHF training job: what to launch, where its outputs go, what to record."""
 
     launch: tuple  # command words; Shell words are left to the shell
     out: str
@@ -187,14 +159,15 @@ class Job:
     checkpoints: str
     tensorboard: str
     keep_checkpoints: bool
+    record: dict  # written into the model's genrm_training.json: settings and seed
 
     def launch_line(self) -> str:
         return shell_join(self.launch)
 
     def shell_command(self) -> str:
         """The whole command a rule runs: the wrapper, then the launch command."""
-        words = ["python", "-m", "genrm.openrlhf", "run", "--out", self.out, "--staging", self.staging,
-                 "--checkpoints", self.checkpoints]
+        words = ["python", "-m", "genrm", "openrlhf", "run", "--out", self.out, "--staging", self.staging,
+                 "--checkpoints", self.checkpoints, "--record", json.dumps(self.record, sort_keys=True)]
         if self.keep_checkpoints:
             words.append("--keep-checkpoints")
         return shell_join(words) + " -- " + self.launch_line()
@@ -203,33 +176,26 @@ class Job:
         return list(self.launch[self.launch.index(TRAIN_MODULE) + 1:])
 
 
-def build_job(settings: dict, *, model_dir: str, rows: str, out: str, seed: int, checkpoints: str | None = None,
-              tensorboard: str | None = None, run_name: str | None = None) -> Job:
-    """The job of one model x method. ``checkpoints`` and ``tensorboard`` default to
-    folders beside ``out`` (the rule passes results/checkpoints/... and logs/...)."""
-    check_settings(settings)
+def rule_job(settings: OpenRLHFSettings, *, model: str, method: str, model_dir: str, rows: str, out: str,
+             seed: int) -> Job:
+    """The training job of one model x method as the train_genrm rule runs it: DeepSpeed
+    checkpoints under ``<checkpoint_dir>/<model>/<method>``, TensorBoard under ``logs/``."""
+    problems = settings.problems()
+    if problems:
+        raise ValueError("OpenRLHF settings: " + "; ".join(problems))
     out = str(out)
-    checkpoints = checkpoints or out + ".checkpoints"
-    tensorboard = tensorboard or out + ".tensorboard"
-    run_name = run_name or "-".join(Path(out).parts[-2:])
+    checkpoints = paths.CHECKPOINTS.format(checkpoint_dir=settings.checkpoint_dir, model=model, method=method)
+    tensorboard = paths.TENSORBOARD.format(model=model, method=method)
     staging = staging_dir(out)
     args = train_sft_args(settings, model_dir=str(model_dir), rows=str(rows), output_dir=staging,
-                          checkpoint_dir=checkpoints, tensorboard_dir=tensorboard, run_name=run_name, seed=seed)
+                          checkpoint_dir=checkpoints, tensorboard_dir=tensorboard, run_name=f"{model}-{method}",
+                          seed=seed)
     launch = tuple(launcher(settings) + ["-m", TRAIN_MODULE] + args)
-    return Job(launch, out, staging, checkpoints, tensorboard, bool(settings.get("keep_checkpoints", False)))
+    record = {"model": model, "method": method, "seed": seed, "settings": dataclasses.asdict(settings)}
+    return Job(launch, out, staging, checkpoints, tensorboard, settings.keep_checkpoints, record)
 
 
-def rule_job(settings: dict, *, model: str, method: str, model_dir: str, rows: str, out: str, seed: int) -> Job:
-    """The job as the train_genrm rule runs it: checkpoints under
-    ``<checkpoint_dir>/<model>/<method>``, TensorBoard under ``logs/train_genrm/``."""
-    root = settings.get("checkpoint_dir", "results/checkpoints")
-    return build_job(settings, model_dir=model_dir, rows=rows, out=out, seed=seed,
-                     checkpoints=f"{root}/{model}/{method}",
-                     tensorboard=f"logs/train_genrm/{model}/{method}.tensorboard",
-                     run_name=f"{model}-{method}")
-
-
-def job_resources(s: dict) -> dict:
+def job_resources(s: OpenRLHFSettings) -> dict:
     """Snakemake resources of a job (what the SLURM executor turns into sbatch flags).
 
     ``gpu`` is the job's total (sbatch --gpus); ``nodes`` and ``mem_mb`` are per
@@ -238,15 +204,15 @@ def job_resources(s: dict) -> dict:
     executor: its shell runs in the batch script and starts its own ``srun``.
     A resource of None is left out.
     """
-    nodes = s["nodes"]
+    nodes = s.nodes
     return {
-        "gpu": nodes * s["gpus_per_node"],
+        "gpu": nodes * s.gpus_per_node,
         "nodes": nodes,
         "tasks": nodes,
         "tasks_per_gpu": 0,
-        "cpus_per_task": s["cpus_per_task"],
-        "mem_mb": s["mem_mb"],
-        "runtime": s["runtime"],
+        "cpus_per_task": s.cpus_per_task,
+        "mem_mb": s.mem_mb,
+        "runtime": s.runtime,
         "mpi": "srun" if nodes > 1 else None,
     }
 
@@ -297,12 +263,8 @@ def run(command, out: str, staging: str | None = None, checkpoints: str | None =
     info = {"backend": "openrlhf", "openrlhf_version": OPENRLHF_VERSION,
             "command": command if isinstance(command, str) else argv,
             "resumed_from_checkpoint": resumed, "seconds": round(time.time() - start, 1), **(record or {})}
-    (staging_path / "genrm_training.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    if out_path.is_symlink() or out_path.is_file():
-        out_path.unlink()
-    elif out_path.exists():
-        shutil.rmtree(out_path)
-    os.replace(staging_path, out_path)
+    write_json(staging_path / "genrm_training.json", info)
+    replace_path(staging_path, out_path)
     log.info("model saved to %s", out_path)
     if checkpoints and not keep_checkpoints:
         shutil.rmtree(checkpoints, ignore_errors=True)
@@ -322,23 +284,6 @@ def _execute(argv: list[str]) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def train_openrlhf(model_dir: str, rows: str, out: str, settings: dict, seed: int) -> None:
-    """``python -m genrm train --backend openrlhf``: build the launch command from
-    ``settings`` (``genrm.config.train_settings``) and run it. With an ``out`` of the
-    form .../<model>/<method> and settings that name a ``checkpoint_dir``, the folders
-    are the rule's (see ``rule_job``); optional keys ``checkpoints`` and ``tensorboard``
-    place them elsewhere (default: beside ``out``)."""
-    parts = Path(out).parts
-    if "checkpoint_dir" in settings and len(parts) >= 2 and not settings.get("checkpoints"):
-        job = rule_job(settings, model=parts[-2], method=parts[-1], model_dir=model_dir, rows=rows, out=out,
-                       seed=seed)
-    else:
-        job = build_job(settings, model_dir=model_dir, rows=rows, out=out, seed=seed,
-                        checkpoints=settings.get("checkpoints"), tensorboard=settings.get("tensorboard"))
-    run(job.launch_line(), job.out, job.staging, job.checkpoints, job.keep_checkpoints,
-        record={"settings": settings, "seed": seed})
 
 
 # --- SLURM helpers ------------------------------------------------------------
@@ -433,79 +378,3 @@ def check_command(words, parser: argparse.ArgumentParser | None = None) -> argpa
         return parser.parse_args(args)
     except SystemExit as exit_:
         raise ValueError(f"OpenRLHF {OPENRLHF_VERSION} train_sft refuses: {shlex.join(args)}") from exit_
-
-
-def _jobs_of(config_path: str):
-    from genrm import config as gconfig
-
-    cfg = gconfig.load(config_path)
-    for model, method in gconfig.genrms(cfg):
-        settings = gconfig.openrlhf_settings(cfg, model)
-        job = rule_job(settings, model=model, method=method, model_dir=f"resources/models/{model}",
-                       rows=f"results/sft/{method}/rows.jsonl", out=f"results/models/{model}/{method}",
-                       seed=cfg["seed"])
-        yield model, method, settings, job
-
-
-# --- command line -------------------------------------------------------------
-
-
-def _show(a) -> None:
-    for model, method, settings, job in _jobs_of(a.config):
-        print(f"# {model} x {method}: {json.dumps(job_resources(settings))}")
-        print(job.shell_command())
-        print()
-
-
-def _check(a) -> int:
-    parser = recover_parser(a.source)
-    failed = 0
-    for model, method, _settings, job in _jobs_of(a.config):
-        try:
-            check_command(job.launch, parser)
-            print(f"ok    {model} x {method}")
-        except ValueError as error:
-            failed += 1
-            print(f"FAIL  {model} x {method}: {error}")
-    return 1 if failed else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(prog="python -m genrm.openrlhf", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("run", help="run a launch command (after --) and move its model into --out")
-    s.add_argument("--out", required=True)
-    s.add_argument("--staging", default=None, help="the --ckpt.output_dir of the command (default: OUT.partial)")
-    s.add_argument("--checkpoints", default=None, help="the --ckpt.path of the command (removed after success)")
-    s.add_argument("--keep-checkpoints", action="store_true")
-    s.add_argument("launch", nargs=argparse.REMAINDER)
-    s = sub.add_parser("head-node", help="print the first node of the SLURM allocation")
-    s = sub.add_parser("show", help="print the training command and resources of every GenRM of a config")
-    s.add_argument("config")
-    s = sub.add_parser("check", help="parse every training command of a config with the installed "
-                                     "OpenRLHF's own train_sft parser (no GPU needed)")
-    s.add_argument("config")
-    s.add_argument("--source", default=None, help="openrlhf/cli/train_sft.py (default: the installed one)")
-    a = p.parse_args(argv)
-    if a.command == "head-node":
-        print(head_node())
-        return 0
-    if a.command == "show":
-        _show(a)
-        return 0
-    if a.command == "check":
-        return _check(a)
-    launch = a.launch[1:] if a.launch[:1] == ["--"] else a.launch
-    if not launch:
-        p.error("run: give the launch command after --")
-    try:
-        run(launch, a.out, a.staging, a.checkpoints, a.keep_checkpoints)
-    except RuntimeError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

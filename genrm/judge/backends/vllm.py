@@ -1,7 +1,7 @@
 """The vLLM judging backend (GPU): the offline engine, kept thin.
 
 Everything that decides what the judge sees is the shared, CPU-tested code of
-``genrm.judge``: prompts are rendered, shortened and tokenized there and handed
+``genrm.judge.examples``: prompts are rendered, shortened and tokenized there and handed
 to the engine as token ids; generated text goes back to the shared verdict
 parser, log-probabilities to the shared logprob rows. This module only builds
 the engine and the sampling parameters and unpacks the engine's outputs.
@@ -27,31 +27,31 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from genrm.judge import Example, Prepared, VerdictTokens, fit_context, generative_rows, prepare
+from genrm.config import JudgeSettings
+from genrm.judge.examples import Example, Prepared, VerdictTokens, fit_context, generative_rows, prepare
 
 log = logging.getLogger(__name__)
 
 
-def engine_kwargs(model_dir: str, settings: dict, mode: str) -> dict:
+def engine_kwargs(model_dir: str, settings: JudgeSettings, dtype: str) -> dict:
     """Arguments of ``vllm.LLM`` for one judging job."""
-    kwargs = {
+    return {
         "model": model_dir,
         "tokenizer": model_dir,
-        "tensor_parallel_size": settings["tensor_parallel_size"],
-        "max_model_len": settings["max_model_len"],
+        "tensor_parallel_size": settings.tensor_parallel_size,
+        "max_model_len": settings.max_model_len,
         "enable_prefix_caching": True,
-        "dtype": "bfloat16",
-        "gpu_memory_utilization": settings["gpu_memory_utilization"],
-        "seed": settings["seed"],
+        "dtype": dtype,
+        "gpu_memory_utilization": settings.gpu_memory_utilization,
+        "seed": settings.seed,
         "trust_remote_code": False,
     }
-    return kwargs
 
 
-def sampling_kwargs(settings: dict, mode: str, verdict: VerdictTokens | None) -> dict:
+def sampling_kwargs(settings: JudgeSettings, mode: str, verdict: VerdictTokens | None) -> dict:
     """Arguments of ``vllm.SamplingParams``: greedy in both modes."""
     if mode == "generate":
-        return {"temperature": 0.0, "max_tokens": settings["max_new_tokens"], "skip_special_tokens": True}
+        return {"temperature": 0.0, "max_tokens": settings.max_new_tokens, "skip_special_tokens": True}
     return {"temperature": 0.0, "max_tokens": 1, "logprob_token_ids": [verdict.a, verdict.b], "detokenize": False}
 
 
@@ -61,7 +61,7 @@ def engine_prompts(prepared: Prepared, indices: Sequence[int]) -> list[dict]:
 
 
 def unpack(outputs, mode: str, verdict: VerdictTokens | None) -> list[tuple]:
-    """Engine outputs (two per example) -> per-example (order A, order B) outputs for ``genrm.judge``."""
+    """Engine outputs (two per example) -> per-example (order A, order B) outputs for ``generative_rows``."""
     per_prompt = []
     for out in outputs:
         completion = out.outputs[0]
@@ -79,16 +79,16 @@ def unpack(outputs, mode: str, verdict: VerdictTokens | None) -> list[tuple]:
 class VLLMJudge:
     """Generative judging with vLLM: engine built and prompts prepared once per job."""
 
-    def __init__(self, model_dir: str, examples: list[Example], settings: dict, mode: str):
+    def __init__(self, model_dir: str, examples: list[Example], settings: JudgeSettings, dtype: str):
         import vllm
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         settings = fit_context(settings, model_dir)
-        self.prepared = prepare(tokenizer, examples, settings, mode)
-        self.mode = mode
-        self.llm = vllm.LLM(**engine_kwargs(model_dir, settings, mode))
-        self.params = vllm.SamplingParams(**sampling_kwargs(settings, mode, self.prepared.verdict))
+        self.prepared = prepare(tokenizer, examples, settings, settings.mode)
+        self.mode = settings.mode
+        self.llm = vllm.LLM(**engine_kwargs(model_dir, settings, dtype))
+        self.params = vllm.SamplingParams(**sampling_kwargs(settings, self.mode, self.prepared.verdict))
 
     def __call__(self, indices: Sequence[int], progress: Callable[[int], None] | None = None) -> list[dict]:
         outputs = self.llm.generate(engine_prompts(self.prepared, indices), self.params, use_tqdm=True)

@@ -6,15 +6,13 @@ is lost; for a judge row that is the verdict). This module counts both, with
 the model's own tokenizer and chat template and the same text OpenRLHF builds,
 and stops the run when more than a set fraction of the rows is affected.
 
-``python -m genrm.lengths --rows R --model M --max-len N --max-fraction F --out report.json``
+``python -m genrm check-lengths --rows R --model M --max-len N --max-fraction F --out report.json``
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -118,25 +116,3 @@ def check_lengths(rows: str, model_dir: str, max_len: int, max_fraction: float, 
     if out:
         write_json(out, report)
     return report
-
-
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(prog="python -m genrm.lengths", description=__doc__.split("\n\n")[0])
-    p.add_argument("--rows", required=True, help="SFT rows (JSON lines)")
-    p.add_argument("--model", required=True, help="a model directory with its tokenizer")
-    p.add_argument("--name", default=None, help="the model's name in messages")
-    p.add_argument("--max-len", type=int, required=True)
-    p.add_argument("--max-fraction", type=float, required=True)
-    p.add_argument("--out", default=None, help="the report (JSON); written only when the check passes")
-    a = p.parse_args(argv)
-    try:
-        check_lengths(a.rows, a.model, a.max_len, a.max_fraction, a.out, a.name)
-    except LengthError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""The published RewardBench figures of the original GenRM implementation, and how
+"""The published RewardBench figures (layer 0) of the original GenRM implementation, and how
 reproduced judges are matched to them.
 
 The figures live in ``genrm/resources/published_rewardbench.yaml`` exactly as
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from genrm.scoring import SECTIONS
+from genrm.protocol import SECTIONS
 
 RESOURCE = "resources/published_rewardbench.yaml"
 # Published figures have two decimals: a mean of sections that rounds to the printed
@@ -102,30 +102,6 @@ def by_key(rows: list[PublishedRow]) -> dict[tuple[str, str], PublishedRow]:
 
 
 # --- matching judges of a run to published rows -------------------------------
-
-def published_key(config: dict, judge) -> dict | None:
-    """The published row a judge (genrm.config.Judge) reproduces, as ``{model, method}``,
-    or None. Config ``report.published`` overrides the default (label, method) match."""
-    overrides = config.get("report", {}).get("published", {})
-    if judge.name in overrides:
-        return overrides[judge.name]
-    return {"model": judge.label, "method": judge.method}
-
-
-def override_problems(config: dict, judge_names, rows: list[PublishedRow] | None = None) -> list[str]:
-    """Readable problems of ``report.published``: unknown judges or unknown published rows."""
-    rows = load_published() if rows is None else rows
-    index = by_key(rows)
-    problems = []
-    for name, target in config.get("report", {}).get("published", {}).items():
-        if name not in judge_names:
-            problems.append(f"report.published.{name}: unknown judge; judges: {', '.join(judge_names)}")
-        elif target is not None and (target["model"], target["method"]) not in index:
-            allowed = "; ".join(f"{m} / {meth}" for m, meth in index)
-            problems.append(f"report.published.{name}: no published row {target['model']} / "
-                            f"{target['method']}; published rows: {allowed}")
-    return problems
-
 
 def match(table_row: dict, index: dict[tuple[str, str], PublishedRow]) -> PublishedRow | None:
     """The published row of one results-table row. A row carrying a ``published`` key

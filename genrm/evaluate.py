@@ -1,6 +1,11 @@
-"""Diagnostics of a judge's predictions: how far to trust its Score.
+"""Scoring a judge's predictions (layer 2): RewardBench scores with the official
+section weighting, and the diagnostics that say how far to trust them.
 
-``diagnostics(rows)`` is added to ``scores.json`` by ``genrm.scoring``:
+Each section is the mean of its subsets' accuracies weighted by the nominal
+counts of ``genrm.protocol.SECTION_WEIGHTS``. Score is the mean of the four
+sections, reported x100 by the tables.
+
+Diagnostics (``diagnostics(rows)``, kept in ``scores.json``):
 
 - ``unparsed_rate``: share of judge calls (two per example) without a verdict;
 - ``accuracy_chosen_a`` / ``accuracy_chosen_b``: mean order score (1/0/0.5)
@@ -15,26 +20,72 @@
 - ``score_ci95``: a seeded bootstrap 95% interval of Score, resampling the
   examples of each subset with replacement (stratified, so every subset keeps
   its size and the official weighting stays defined).
-
-``python -m genrm.diagnostics`` writes the diagnostics table of all judges
-(``results/tables/diagnostics.md``, rule ``diagnostics_table``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
-import sys
 from collections import defaultdict
+from collections.abc import Iterable
 
-from genrm.protocol import order_score
-from genrm.scoring import SUBSET_SECTION, overall_score, section_scores
+from genrm.protocol import SECTION_WEIGHTS, SECTIONS, SUBSET_SECTION, SUBSETS, order_score
 
 BOOTSTRAP_SEED = 0
 BOOTSTRAP_SAMPLES = 1000
 LEVEL = 0.95
 
+def subset_accuracies(rows: Iterable[dict]) -> tuple[dict[str, float], dict[str, int]]:
+    """Mean ``correct`` per subset, and the number of examples per subset."""
+    totals: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
+    for row in rows:
+        totals[row["subset"]] += row["correct"]
+        counts[row["subset"]] += 1
+    return {s: totals[s] / counts[s] for s in counts}, dict(counts)
+
+
+def section_scores(accuracies: dict[str, float]) -> dict[str, float | None]:
+    """Weighted mean of subset accuracies per section (None if no subset of it was judged)."""
+    out: dict[str, float | None] = {}
+    for section, weights in SECTION_WEIGHTS.items():
+        present = {s: w for s, w in weights.items() if s in accuracies}
+        total = sum(present.values())
+        out[section] = sum(accuracies[s] * w for s, w in present.items()) / total if total else None
+    return out
+
+
+def overall_score(sections: dict[str, float | None]) -> float | None:
+    """Mean of the four sections; None if any section is missing."""
+    values = [sections[s] for s in SECTIONS]
+    if any(v is None for v in values):
+        return None
+    return sum(values) / len(values)
+
+
+def score_predictions(rows: list[dict]) -> dict:
+    """The scores.json payload for one judge's predictions (fractions in [0, 1]), with the
+    judge's diagnostics (position bias, unparsed rate, bootstrap interval)."""
+    accuracies, counts = subset_accuracies(rows)
+    unknown = sorted(set(accuracies) - set(SUBSET_SECTION))
+    if unknown:
+        raise ValueError(f"predictions contain subsets outside RewardBench: {unknown}")
+    sections = section_scores(accuracies)
+    unparsed = sum((r["verdict_chosen_a"] is None) + (r["verdict_chosen_b"] is None)
+                   for r in rows if r["mode"] != "classifier")
+    return {
+        "score": overall_score(sections),
+        "sections": sections,
+        "subsets": {s: accuracies[s] for s in SUBSETS if s in accuracies},
+        "counts": {
+            "examples": len(rows),
+            "per_subset": {s: counts[s] for s in SUBSETS if s in counts},
+            "unparsed_verdicts": unparsed,
+        },
+        "diagnostics": diagnostics(rows),
+    }
+
+
+# --- diagnostics ---------------------------------------------------------------------
 
 def _mean(values) -> float | None:
     values = list(values)
@@ -47,14 +98,6 @@ def _score_from(rows: list[dict], key) -> float | None:
         totals[r["subset"]] += key(r)
         counts[r["subset"]] += 1
     return overall_score(section_scores({s: totals[s] / counts[s] for s in counts}))
-
-
-def row_mode(row: dict) -> str:
-    if "mode" in row:
-        return row["mode"]
-    if "reward_chosen" in row:
-        return "classifier"
-    return "logprob" if "p_a_chosen_a" in row else "generate"
 
 
 def _quantile(sorted_values: list[float], q: float) -> float:
@@ -88,15 +131,15 @@ def bootstrap_score_ci(rows: list[dict], seed: int = BOOTSTRAP_SEED, samples: in
 
 def diagnostics(rows: list[dict], seed: int = BOOTSTRAP_SEED, samples: int = BOOTSTRAP_SAMPLES) -> dict:
     """Position-bias and reliability diagnostics of one judge's prediction rows (fractions in [0, 1])."""
-    modes = sorted({row_mode(r) for r in rows})
+    modes = sorted({r["mode"] for r in rows})
     out: dict = {
         "mode": modes[0] if len(modes) == 1 else ("mixed" if modes else None),
         "examples": len(rows),
-        "shortened": sum(bool(r.get("shortened")) for r in rows),
+        "shortened": sum(r["shortened"] for r in rows),
         "score_ci95": bootstrap_score_ci(rows, seed, samples) if rows else None,
         "bootstrap": {"samples": samples, "seed": seed, "level": LEVEL, "resampling": "examples within each subset"},
     }
-    generative = [r for r in rows if "verdict_chosen_a" in r]
+    generative = [r for r in rows if r["mode"] in ("generate", "logprob")]
     if generative:
         verdicts = [v for r in generative for v in (r["verdict_chosen_a"], r["verdict_chosen_b"])]
         parsed = [v for v in verdicts if v is not None]
@@ -114,68 +157,10 @@ def diagnostics(rows: list[dict], seed: int = BOOTSTRAP_SEED, samples: int = BOO
             "both_parsed_examples": len(both),
             "prefer_a": sum(v == "A" for v in parsed) / len(parsed) if parsed else None,
         })
-        soft = [r for r in generative if r.get("p_a_chosen_a") is not None]
+        soft = [r for r in generative if r["mode"] == "logprob"]
         if soft:
             out["mean_p_chosen"] = _mean((r["p_a_chosen_a"] + 1 - r["p_a_chosen_b"]) / 2 for r in soft)
-    classifier = [r for r in rows if "reward_chosen" in r]
+    classifier = [r for r in rows if r["mode"] == "classifier"]
     if classifier:
         out["ties"] = sum(r["reward_chosen"] == r["reward_rejected"] for r in classifier)
     return out
-
-
-# --- the diagnostics table -----------------------------------------------------------------
-
-COLUMNS = ["Judge", "Mode", "Score", "95% CI", "Unparsed", "Acc. chosen=A", "Acc. chosen=B", "Consistency",
-           "Prefers A", "Shortened"]
-
-
-def _pct(value) -> str:
-    return "–" if value is None else f"{100 * value:.2f}"
-
-
-def table_row(name: str, scores: dict) -> list[str]:
-    d = scores.get("diagnostics", {})
-    ci = d.get("score_ci95")
-    return [name, d.get("mode") or "–", _pct(scores.get("score")),
-            "–" if not ci else f"{100 * ci[0]:.2f} – {100 * ci[1]:.2f}",
-            _pct(d.get("unparsed_rate")), _pct(d.get("accuracy_chosen_a")), _pct(d.get("accuracy_chosen_b")),
-            _pct(d.get("position_consistency")), _pct(d.get("prefer_a")), str(d.get("shortened", "–"))]
-
-
-def diagnostics_table(entries: list[tuple[str, dict]]) -> str:
-    """A Markdown table, one row per (judge name, scores.json payload); percentages."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join([":---"] + [":---:"] * (len(COLUMNS) - 1)) + "|"]
-    lines += ["| " + " | ".join(table_row(name, scores)) + " |" for name, scores in entries]
-    note = ("\nPercentages. Score and its bootstrap 95% interval (examples resampled within subsets, "
-            f"{BOOTSTRAP_SAMPLES} samples, seed {BOOTSTRAP_SEED}); Unparsed: judge calls without a verdict; "
-            "Acc. chosen=A/B: accuracy when the chosen answer is shown first/second; Consistency: same winner "
-            "in both orders; Prefers A: share of verdicts for position A (50 = no position bias); "
-            "Shortened: examples cut to fit the context (count).\n")
-    return "\n".join(lines) + "\n" + note
-
-
-def write_diagnostics_table(judges: list[dict], score_files: list[str], out: str) -> str:
-    from genrm.io import atomic_path, read_json
-
-    if len(judges) != len(score_files):
-        raise ValueError(f"{len(judges)} judges but {len(score_files)} score files")
-    text = "## Judge diagnostics\n\n" + diagnostics_table(
-        [(f"{j.get('model', j['judge'])} ({j.get('method', '')})" if j.get("model") else j["judge"], read_json(p))
-         for j, p in zip(judges, score_files)])
-    with atomic_path(out) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return text
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m genrm.diagnostics", description="the judge diagnostics table")
-    p.add_argument("--judges", required=True, help="JSON: the judges' table rows (judge, model, method)")
-    p.add_argument("--scores", nargs="+", required=True, help="scores.json of each judge, same order")
-    p.add_argument("--out", required=True, help="Markdown file")
-    a = p.parse_args(argv)
-    print(write_diagnostics_table(json.loads(a.judges), a.scores, a.out))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

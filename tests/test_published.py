@@ -4,24 +4,27 @@ flagged (not corrected), and the matching of this run's judges to published rows
 from __future__ import annotations
 
 import copy
-import json
-import re
 
 import pytest
 import yaml
 
+from conftest import REPO, markdown_cells
 from genrm import config as gconfig
-from genrm import reference
+from genrm import published as reference
+from genrm import workflow
+from genrm.evaluate import score_predictions
 from genrm.io import write_json
-from genrm.scoring import SECTIONS, SUBSETS, score_predictions
-from genrm.tables import write_tables
+from genrm.protocol import SECTIONS, SUBSETS, generate_row
+from genrm.report.tables import write_tables
 
 INCONSISTENT = {("Qwen2.5-7B-GenRM", "Verify Only"), ("Skywork-Reward-Llama-3.1-8B", "Bradley-Terry")}
-REPO_CONFIG = gconfig.SCHEMA_PATH.parent.parent / "workflow_config.yaml"
+REPO_CONFIG = REPO / "workflow_config.yaml"
 
 
 def test_resource_holds_the_shared_figures(shared_dir):
-    ours = yaml.safe_load(reference.resources.files("genrm").joinpath(reference.RESOURCE).read_text())
+    import importlib.resources
+
+    ours = yaml.safe_load(importlib.resources.files("genrm").joinpath(reference.RESOURCE).read_text())
     shared = yaml.safe_load((shared_dir / "reference" / "published_rewardbench.yaml").read_text())
     assert ours == shared
 
@@ -50,9 +53,8 @@ def test_duplicate_published_rows_are_refused(tmp_path):
 
 def _scores(tmp_path, judges):
     files = []
-    for i, j in enumerate(judges):
-        rows = [{"id": k, "subset": s, "verdict_chosen_a": "A", "verdict_chosen_b": "B", "correct": 1.0}
-                for k, s in enumerate(SUBSETS)]
+    for i in range(len(judges)):
+        rows = [generate_row(k, s, ("[[A]]", "[[B]]"), shortened=False) for k, s in enumerate(SUBSETS)]
         path = tmp_path / f"{i}.json"
         write_json(path, score_predictions(rows))
         files.append(str(path))
@@ -61,13 +63,11 @@ def _scores(tmp_path, judges):
 
 def test_published_tables_reproduce_every_figure(tmp_path):
     judges = [{"judge": "x", "family": "Tiny", "model": "Tiny", "method": "LLM-as-a-Judge", "ours": False}]
-    write_tables(json.dumps(judges), _scores(tmp_path, judges), str(tmp_path / "t"))
+    write_tables(judges, _scores(tmp_path, judges), str(tmp_path / "t"))
     text = (tmp_path / "t" / "published.md").read_text()
     for row in reference.load_published():
-        cells = [c.strip().strip("*").strip() for c in next(
-            line for line in text.splitlines()
-            if f"| {row.model} |" in line.replace("**", "") and f"| {row.method} |" in line.replace("**", "")
-        ).strip("|").split("|")]
+        cells = next(c for c in (markdown_cells(line.replace("**", "")) for line in text.splitlines())
+                     if c[:2] == [row.model, row.method])
         flagged = row.key in INCONSISTENT
         assert cells[2] == f"{row.score:.2f}" + (" †" if flagged else "")
         assert cells[3:] == [f"{getattr(row, s):.2f}" for s in SECTIONS]
@@ -84,7 +84,7 @@ def test_judges_match_published_rows_by_label_and_method():
     index = reference.by_key(reference.load_published())
     matched = {}
     for j in gconfig.judges(cfg):
-        row = {**gconfig.table_row(j), "published": reference.published_key(cfg, j)}
+        row = {**workflow.table_row(j), "published": gconfig.published_key(cfg, j)}
         matched[j.name] = reference.match(row, index)
     assert all(matched.values()), [k for k, v in matched.items() if not v]  # every production judge
     assert matched["llama3.1-8b__verify_correct"].key == ("LLaMA3.1-8B-GenRM", "Verify+Correct")
@@ -99,13 +99,13 @@ def test_config_overrides_the_match():
                                   "qwen2.5-14b": {"model": "Qwen2.5-7B-Instruct", "method": "LLM-as-a-Judge"}}
     gconfig.validate(cfg)
     judges = {j.name: j for j in gconfig.judges(cfg)}
-    assert reference.published_key(cfg, judges["qwen2.5-7b"]) is None
-    assert reference.published_key(cfg, judges["qwen2.5-14b"])["model"] == "Qwen2.5-7B-Instruct"
-    assert reference.override_problems(cfg, list(judges)) == []
+    assert gconfig.published_key(cfg, judges["qwen2.5-7b"]) is None
+    assert gconfig.published_key(cfg, judges["qwen2.5-14b"])["model"] == "Qwen2.5-7B-Instruct"
     cfg["report"]["published"] = {"nope": None, "qwen2.5-7b": {"model": "Qwen9", "method": "X"}}
-    problems = reference.override_problems(cfg, list(judges))
-    assert any(p.startswith("report.published.nope: unknown judge") for p in problems)
-    assert any("no published row Qwen9 / X" in p for p in problems)
+    with pytest.raises(gconfig.ConfigError) as problems:
+        gconfig.validate(cfg)
+    assert "report.published.nope: unknown judge" in str(problems.value)
+    assert "no published row Qwen9 / X" in str(problems.value)
     cfg["report"]["published"] = {"qwen2.5-7b": {"model": "Qwen9"}}
     with pytest.raises(gconfig.ConfigError, match="report.published.qwen2.5-7b"):
         gconfig.validate(cfg)
@@ -118,11 +118,12 @@ def test_unmatched_and_renamed_rows_in_the_tables(tmp_path):
         {"judge": "b", "family": "Qwen", "model": "Qwen2.5-14B-Instruct", "method": "LLM-as-a-Judge", "ours": False,
          "published": None},
     ]
-    rows = write_tables(json.dumps(judges), _scores(tmp_path, judges), str(tmp_path / "t"))
+    rows = write_tables(judges, _scores(tmp_path, judges), str(tmp_path / "t"))
     assert rows[0]["published_score"] == 88.87 and rows[0]["diff_score"] == round(100.0 - 88.87, 2)
     assert "not the mean" in rows[0]["published_flag"]
     assert rows[1]["published_score"] is None and rows[1]["diff_score"] is None
     comparison = (tmp_path / "t" / "comparison.md").read_text()
     assert "published (Qwen2.5-7B-GenRM, Verify Only)" in comparison
-    assert re.search(r"\| Qwen2\.5-14B-Instruct \| LLM-as-a-Judge \| reproduced \(no published row\) \|", comparison)
-    assert "88.87 †" in comparison and "| +11.13 |" in comparison
+    cells = [markdown_cells(line) for line in comparison.splitlines() if line.startswith("|")]
+    assert ["Qwen2.5-14B-Instruct", "LLM-as-a-Judge", "reproduced (no published row)"] in [c[:3] for c in cells]
+    assert "88.87 †" in comparison and any("+11.13" in c for c in cells)

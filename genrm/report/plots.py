@@ -9,23 +9,19 @@
 
 Each plot is a pure function of the judges' table rows and their ``scores.json``
 (plus the published reference), returning the figure's data for tests;
-``python -m genrm.plots <plot> ...`` is what the rules call.
+``python -m genrm plots <plot> ...`` is what the rules call.
 """
 
 from __future__ import annotations
-
-import argparse
-import json
-import sys
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from genrm import reference  # noqa: E402
-from genrm.io import atomic_path, read_json  # noqa: E402
-from genrm.scoring import SECTION_LABELS, SECTION_WEIGHTS, SECTIONS, SUBSETS  # noqa: E402
+from genrm.io import atomic_path  # noqa: E402
+from genrm.protocol import SECTION_LABELS, SECTION_WEIGHTS, SECTIONS, SUBSET_SECTION, SUBSETS  # noqa: E402
+from genrm.published import PublishedRow, by_key, load_published, match  # noqa: E402
 
 METRICS = ("score", *SECTIONS)
 METRIC_LABELS = {"score": "Score", **SECTION_LABELS}
@@ -52,12 +48,12 @@ def judge_label(judge: dict) -> str:
 # --- section scores per judge, grouped by family ----------------------------------
 
 def section_data(judges: list[dict], scores: list[dict],
-                 published: list[reference.PublishedRow] | None = None) -> dict[str, list[dict]]:
+                 published: list[PublishedRow] | None = None) -> dict[str, list[dict]]:
     """family -> [{label, ours, values: {metric: x100}, published: {metric: x100} | None}]"""
-    index = reference.by_key(reference.load_published() if published is None else published)
+    index = by_key(load_published() if published is None else published)
     out: dict[str, list[dict]] = {}
     for judge, s in zip(judges, scores):
-        pub = reference.match(judge, index)
+        pub = match(judge, index)
         values = {"score": _pct(s["score"]), **{sec: _pct(s["sections"][sec]) for sec in SECTIONS}}
         out.setdefault(judge["family"], []).append({
             "label": judge_label(judge),
@@ -69,7 +65,7 @@ def section_data(judges: list[dict], scores: list[dict],
 
 
 def plot_sections(judges: list[dict], scores: list[dict], out: str,
-                  published: list[reference.PublishedRow] | None = None) -> dict[str, list[dict]]:
+                  published: list[PublishedRow] | None = None) -> dict[str, list[dict]]:
     data = section_data(judges, scores, published)
     families = list(data)
     fig, axes = plt.subplots(len(families), 1, figsize=(10, 3.6 * len(families)), squeeze=False)
@@ -149,7 +145,6 @@ def genrm_vs_base_data(base: dict, genrm: dict) -> dict:
 
 
 def plot_genrm_vs_base(base_judge: dict, base: dict, genrm_judge: dict, genrm: dict, out: str) -> dict:
-    from genrm.scoring import SUBSET_SECTION
 
     data = genrm_vs_base_data(base, genrm)
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"width_ratios": [1.4, 1]})
@@ -184,46 +179,3 @@ def plot_genrm_vs_base(base_judge: dict, base: dict, genrm_judge: dict, genrm: d
     fig.tight_layout()
     _save(fig, out)
     return data
-
-
-# --- command line -------------------------------------------------------------------------
-
-def _load(judges_json: str, score_files: list[str]) -> tuple[list[dict], list[dict]]:
-    judges = json.loads(judges_json)
-    if len(judges) != len(score_files):
-        raise ValueError(f"{len(judges)} judges but {len(score_files)} score files")
-    return judges, [read_json(p) for p in score_files]
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m genrm.plots", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="plot", required=True)
-    for name in ("sections", "heatmap"):
-        s = sub.add_parser(name)
-        s.add_argument("--judges", required=True, help="JSON: the judges' table rows, in the order of --scores")
-        s.add_argument("--scores", nargs="+", required=True)
-        s.add_argument("--out", required=True)
-    s = sub.add_parser("genrm-vs-base")
-    s.add_argument("--judges", required=True, help="JSON: [base table row, GenRM table row]")
-    s.add_argument("--base", required=True, help="the base model's scores.json")
-    s.add_argument("--genrm", required=True, help="the GenRM's scores.json")
-    s.add_argument("--out", required=True)
-    a = p.parse_args(argv)
-    try:
-        if a.plot == "sections":
-            plot_sections(*_load(a.judges, a.scores), a.out)
-        elif a.plot == "heatmap":
-            plot_heatmap(*_load(a.judges, a.scores), a.out)
-        else:
-            base_judge, genrm_judge = json.loads(a.judges)
-            plot_genrm_vs_base(base_judge, read_json(a.base), genrm_judge, read_json(a.genrm), a.out)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {a.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Judging RewardBench: the shared, backend-independent part.
+"""What a judge sees: examples, the shortening policy, verdict tokens, prompts as token ids.
 
 A generative judge sees every example twice (chosen as A, then chosen as B).
 Two modes, on both backends (``genrm.prefix_cache`` for transformers,
@@ -15,41 +15,29 @@ Two modes, on both backends (``genrm.prefix_cache`` for transformers,
 Classifiers (Bradley-Terry reward models) score both answers; the higher wins.
 
 Everything that decides *what* a judge sees lives here and is shared by the
-backends: prompt rendering and tokenization, the shortening policy for prompts
-that do not fit the context, the verdict tokens, and the prediction rows. Jobs
-are written in shards (``genrm.shards``) so a killed job resumes where it
-stopped. See docs/judging.md.
+backends (``genrm.judge.backends``): prompt rendering and tokenization, the
+shortening policy for prompts that do not fit the context, and the verdict
+tokens. The prediction rows are declared in ``genrm.protocol``; the job with
+its shards is ``genrm.judge.job``. See docs/judging.md.
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import logging
-import math
 import os
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 
-from genrm.io import read_jsonl, write_jsonl
-from genrm.protocol import (
-    VERDICT_A,
-    VERDICT_B,
-    bradley_terry_score,
-    example_score,
-    judge_messages,
-    parse_verdict,
-)
+from genrm.config import JudgeSettings
+from genrm.io import read_jsonl
+from genrm.protocol import VERDICT_A, VERDICT_B, generate_row, judge_messages, logprob_row
 
 log = logging.getLogger(__name__)
 
 MODES = ("generate", "logprob")
 OMITTED = "\n[... {n} tokens omitted ...]\n"
 FIELDS = ("question", "chosen", "rejected")
-# Settings that change what a job computes: a shard made under other values is not reused.
-RESULT_SETTINGS = ("mode", "max_new_tokens", "max_model_len")
-ROW_FORMAT = 2  # bump when the prediction rows change shape
 
 
 # --- examples and the shortening policy -----------------------------------------
@@ -209,16 +197,16 @@ class Prepared:
         return max(n, 0)
 
 
-def prompt_budget(settings: dict, mode: str, verdict: VerdictTokens | None) -> int:
+def prompt_budget(settings: JudgeSettings, mode: str, verdict: VerdictTokens | None) -> int:
     """How many tokens a judge prompt may have so that the answer still fits the context."""
-    context = settings["max_model_len"]
-    reserve = settings["max_new_tokens"] if mode == "generate" else len(verdict.prefix) + 1
+    context = settings.max_model_len
+    reserve = settings.max_new_tokens if mode == "generate" else len(verdict.prefix) + 1
     if reserve >= context:
-        raise ValueError(f"max_new_tokens ({settings['max_new_tokens']}) leaves no room in max_model_len ({context})")
+        raise ValueError(f"max_new_tokens ({settings.max_new_tokens}) leaves no room in max_model_len ({context})")
     return context - reserve
 
 
-def fit_context(settings: dict, model_config) -> dict:
+def fit_context(settings: JudgeSettings, model_config) -> JudgeSettings:
     """``settings`` with ``max_model_len`` lowered to the model's position limit if that is smaller.
 
     ``model_config`` is a transformers config or a model directory."""
@@ -227,10 +215,10 @@ def fit_context(settings: dict, model_config) -> dict:
 
         model_config = AutoConfig.from_pretrained(model_config)
     limit = getattr(model_config, "max_position_embeddings", None)
-    if limit and limit < settings["max_model_len"]:
-        log.warning("max_model_len %d exceeds the model's %d positions: using %d", settings["max_model_len"], limit,
+    if limit and limit < settings.max_model_len:
+        log.warning("max_model_len %d exceeds the model's %d positions: using %d", settings.max_model_len, limit,
                     limit)
-        return {**settings, "max_model_len": limit}
+        return dataclasses.replace(settings, max_model_len=limit)
     return settings
 
 
@@ -244,7 +232,7 @@ def encode_judge_prompts(tokenizer, examples: Sequence[Example]) -> list[tuple[l
     return [(ids[2 * k], ids[2 * k + 1]) for k in range(len(examples))]
 
 
-def prepare(tokenizer, examples: Sequence[Example], settings: dict, mode: str) -> Prepared:
+def prepare(tokenizer, examples: Sequence[Example], settings: JudgeSettings, mode: str) -> Prepared:
     """Shorten what does not fit, tokenize both orders, append the verdict prefix in logprob mode."""
     if mode not in MODES:
         raise ValueError(f"unknown judge mode {mode!r}; allowed: {', '.join(MODES)}")
@@ -267,211 +255,16 @@ def prepare(tokenizer, examples: Sequence[Example], settings: dict, mode: str) -
     return prepared
 
 
-# --- prediction rows ----------------------------------------------------------------------
-
-
-def logprob_verdict(logprob_a: float, logprob_b: float) -> tuple[str | None, float]:
-    """The verdict (the larger of the two; None only on an exact tie) and P(A)/(P(A)+P(B))."""
-    verdict = "A" if logprob_a > logprob_b else "B" if logprob_b > logprob_a else None
-    diff = logprob_b - logprob_a
-    p_a = 1.0 / (1.0 + math.exp(diff)) if diff < 700 else 0.0
-    return verdict, p_a
-
-
-def prediction_row(ex: Example, outputs: tuple[str, str]) -> dict:
-    """A generate-mode row: the last verdict of each order's output text."""
-    va, vb = parse_verdict(outputs[0]), parse_verdict(outputs[1])
-    return {"id": ex.id, "subset": ex.subset, "mode": "generate", "verdict_chosen_a": va, "verdict_chosen_b": vb,
-            "correct": example_score(va, vb), "shortened": ex.shortened,
-            "output_chosen_a": outputs[0], "output_chosen_b": outputs[1]}
-
-
-def logprob_row(ex: Example, logprobs: tuple[tuple[float, float], tuple[float, float]]) -> dict:
-    """A logprob-mode row from (log P(A), log P(B)) of each order."""
-    (va, pa_a), (vb, pa_b) = logprob_verdict(*logprobs[0]), logprob_verdict(*logprobs[1])
-    return {"id": ex.id, "subset": ex.subset, "mode": "logprob", "verdict_chosen_a": va, "verdict_chosen_b": vb,
-            "correct": example_score(va, vb), "shortened": ex.shortened,
-            "p_a_chosen_a": pa_a, "p_a_chosen_b": pa_b}
-
-
 def generative_rows(prepared: Prepared, indices: Sequence[int], outputs: Sequence[tuple]) -> list[dict]:
-    make = prediction_row if prepared.mode == "generate" else logprob_row
-    return [make(prepared.examples[i], out) for i, out in zip(indices, outputs)]
-
-
-# --- the job ------------------------------------------------------------------------------------
-
-
-def judge(judge_type: str, model: str, data: str, out: str, settings: dict) -> None:
-    """Judge every example of ``data`` with ``model``; write ``out`` (predictions.jsonl) when complete.
-
-    Work is done in shards of ``shard_size`` examples kept beside ``out``
-    (``<out>.shards/``); a restarted job reuses every finished shard made
-    with the same model, data and result-relevant settings.
-    """
-    from genrm.shards import ShardStore
-
-    settings = {**DEFAULTS, **settings}
-    mode = "classifier" if judge_type == "classifier" else settings["mode"]
-    examples = load_examples(data)
-    fingerprint = {
-        "format": ROW_FORMAT,
-        "type": judge_type,
-        "mode": mode,
-        "model": model_fingerprint(model),
-        "data": file_digest(data),
-        "settings": {k: settings[k] for k in RESULT_SETTINGS},
-        "shard_size": settings["shard_size"],
-    }
-    store = ShardStore(Path(str(out) + ".shards"), fingerprint, len(examples), settings["shard_size"])
-    pending = store.pending()
-    log.info("%d examples in %d shards: %d done, %d to judge", len(examples), store.n_shards,
-             store.n_shards - len(pending), len(pending))
-    if pending:
-        runner = make_runner(judge_type, mode, model, examples, settings)
-        with progress_bar(sum(len(store.shard_range(k)) for k in pending), desc=f"judging ({mode})") as bar:
-            for k in pending:
-                indices = list(store.shard_range(k))
-                store.write(k, runner(indices, bar.update))
-                log.info("shard %d/%d written", k + 1, store.n_shards)
-    write_jsonl(out, store.rows())
-    store.remove()
-    log.info("wrote %s", out)
-
-
-DEFAULTS = {"backend": "transformers", "mode": "generate", "max_new_tokens": 8, "max_model_len": 4096,
-            "batch_size": 64, "token_budget": 8192, "max_padding": 0.1, "shard_size": 256, "threads": 2,
-            "tensor_parallel_size": 1, "gpu_memory_utilization": 0.9, "seed": 0}
-
-
-def make_runner(judge_type: str, mode: str, model: str, examples: list[Example], settings: dict):
-    """A function (example indices, progress callback) -> prediction rows, with the model loaded once."""
-    if judge_type == "classifier":
-        return ClassifierJudge(model, examples, settings)
-    if settings["backend"] == "vllm":
-        from genrm.vllm_backend import VLLMJudge
-
-        return VLLMJudge(model, examples, settings, mode)
-    if settings["backend"] == "transformers":
-        from genrm.prefix_cache import TransformersJudge
-
-        return TransformersJudge(model, examples, settings, mode)
-    raise ValueError(f"unknown judge backend {settings['backend']!r}; allowed: vllm, transformers")
-
-
-def model_fingerprint(model_dir: str | os.PathLike) -> str:
-    """Names, sizes and modification times of a model directory's files (cheap, changes on retraining)."""
-    root = Path(model_dir).resolve()
-    h = hashlib.sha256(str(root).encode())
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        st = path.stat()
-        h.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-class _Progress:
-    """A tqdm bar on a terminal; on a log file, one line per ~30 seconds."""
-
-    def __init__(self, total: int, desc: str):
-        import sys
-
-        self.total, self.desc, self.done = total, desc, 0
-        self.start = self.last = time.monotonic()
-        self.bar = None
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc=desc, unit="ex")
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if self.bar is not None:
-            self.bar.update(n)
-            return
-        now = time.monotonic()
-        if now - self.last >= 30 or self.done >= self.total:
-            self.last = now
-            rate = self.done / max(now - self.start, 1e-9)
-            eta = (self.total - self.done) / rate if rate else float("inf")
-            log.info("%s: %d/%d examples, %.2f ex/s, eta %.0fs", self.desc, self.done, self.total, rate, eta)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.close()
-
-
-def progress_bar(total: int, desc: str) -> _Progress:
-    return _Progress(total, desc)
-
-
-def _device():
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """Prediction rows (``genrm.protocol``) from a backend's per-example outputs: the two
+    texts in generate mode, the two (log P(A), log P(B)) pairs in logprob mode."""
+    make = generate_row if prepared.mode == "generate" else logprob_row
+    return [make(prepared.examples[i].id, prepared.examples[i].subset, out, prepared.examples[i].shortened)
+            for i, out in zip(indices, outputs)]
 
 
 def classifier_messages(question: str, answer: str) -> list[dict]:
     return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-
-
-@dataclass
-class ClassifierJudge:
-    """Bradley-Terry: the reward of (question, answer) for each answer; the higher wins."""
-
-    model_dir: str
-    examples: list[Example]
-    settings: dict
-    _state: dict = field(default_factory=dict, repr=False)
-
-    def __post_init__(self):
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        torch.set_num_threads(self.settings["threads"])
-        device = _device()
-        tokenizer = AutoTokenizer.from_pretrained(self.model_dir, padding_side="right")
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        model = AutoModelForSequenceClassification.from_pretrained(
-            self.model_dir, dtype=torch.bfloat16 if device == "cuda" else torch.float32).to(device).eval()
-        if model.config.pad_token_id is None:
-            model.config.pad_token_id = tokenizer.pad_token_id
-        self._state.update(tokenizer=tokenizer, model=model, device=device)
-
-    def __call__(self, indices: Sequence[int], progress: Callable[[int], None] = lambda n: None) -> list[dict]:
-        import torch
-
-        tokenizer, model, device = (self._state[k] for k in ("tokenizer", "model", "device"))
-        budget = self.settings["max_model_len"]
-        examples = [shorten_example(tokenizer, self.examples[i], budget, length=classifier_length) for i in indices]
-        texts = [tokenizer.apply_chat_template(classifier_messages(ex.question, answer), tokenize=False)
-                 for ex in examples for answer in (ex.chosen, ex.rejected)]
-        ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        rewards = [0.0] * len(ids)
-        with torch.inference_mode():
-            for batch in token_batches([len(ids[i]) for i in order], self.settings["token_budget"],
-                                       self.settings["batch_size"]):
-                idx = [order[i] for i in batch]
-                enc = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt").to(device)
-                for i, r in zip(idx, model(**enc).logits[:, 0].float().tolist()):
-                    rewards[i] = r
-        progress(len(examples))
-        return [{"id": ex.id, "subset": ex.subset, "mode": "classifier", "reward_chosen": rewards[2 * k],
-                 "reward_rejected": rewards[2 * k + 1],
-                 "correct": bradley_terry_score(rewards[2 * k], rewards[2 * k + 1]), "shortened": ex.shortened}
-                for k, ex in enumerate(examples)]
 
 
 def token_batches(costs: Sequence[int], token_budget: int, max_items: int) -> list[list[int]]:

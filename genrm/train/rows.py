@@ -14,9 +14,8 @@ import random
 from collections import Counter
 from collections.abc import Iterator
 
-from genrm.data import pair_problem
 from genrm.io import atomic_path, iter_jsonl, write_json
-from genrm.protocol import VERDICT_A, VERDICT_B, judge_messages, render_question
+from genrm.protocol import VERDICT_A, VERDICT_B, judge_messages, pair_problem, render_question
 
 
 def judge_row(chosen: list[dict], rejected: list[dict], chosen_at_a: bool) -> dict:

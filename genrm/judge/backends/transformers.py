@@ -19,7 +19,7 @@ In ``logprob`` mode the logits of one position per row are computed; in
 ``generate`` mode greedy decoding continues from the same cache.
 
 The engine works on token ids only; ``TransformersJudge`` wraps it with the
-shared preparation of ``genrm.judge`` (shortening, verdict tokens, rows).
+shared preparation of ``genrm.judge.examples`` (shortening, verdict tokens, rows).
 """
 
 from __future__ import annotations
@@ -29,11 +29,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from genrm.judge import (
+from genrm.config import JudgeSettings
+from genrm.judge.device import torch_device, torch_dtype
+from genrm.judge.examples import (
     Example,
     Prepared,
     VerdictTokens,
-    _device,
     common_prefix_len,
     fit_context,
     generative_rows,
@@ -254,17 +255,14 @@ class PrefixCachedEngine:
         return [[t for t in row if t >= 0] for row in table]
 
 
-def load_causal_lm(model_dir: str, threads: int | None = None):
-    """Tokenizer and model in eval mode: bf16 on GPU, float32 on CPU."""
+def load_causal_lm(model_dir: str, threads: int, dtype: str):
+    """Tokenizer and model in eval mode, in ``dtype`` on the job's device."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if threads:
-        torch.set_num_threads(threads)
-    device = _device()
+    torch.set_num_threads(threads)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(
-        model_dir, dtype=torch.bfloat16 if device == "cuda" else torch.float32).to(device).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype(dtype)).to(torch_device()).eval()
     return tokenizer, model
 
 
@@ -287,16 +285,15 @@ def pad_token_id(tokenizer) -> int:
 class TransformersJudge:
     """Generative judging with transformers: model loaded and prompts prepared once per job."""
 
-    def __init__(self, model_dir: str, examples: list[Example], settings: dict, mode: str):
-        self.tokenizer, self.model = load_causal_lm(model_dir, settings.get("threads"))
+    def __init__(self, model_dir: str, examples: list[Example], settings: JudgeSettings, dtype: str):
+        self.tokenizer, self.model = load_causal_lm(model_dir, settings.threads, dtype)
         settings = fit_context(settings, self.model.config)
-        self.prepared: Prepared = prepare(self.tokenizer, examples, settings, mode)
+        self.prepared: Prepared = prepare(self.tokenizer, examples, settings, settings.mode)
         self.engine = PrefixCachedEngine(
             self.model, self.prepared.ids[0][0][:self.prepared.shared_prefix_len()] if examples else [],
-            mode=mode, verdict=self.prepared.verdict, max_new_tokens=settings["max_new_tokens"],
+            mode=settings.mode, verdict=self.prepared.verdict, max_new_tokens=settings.max_new_tokens,
             eos_ids=eos_token_ids(self.tokenizer, self.model), pad_id=pad_token_id(self.tokenizer),
-            token_budget=settings["token_budget"], max_batch=settings["batch_size"],
-            max_padding=settings["max_padding"])
+            token_budget=settings.token_budget, max_batch=settings.batch_size, max_padding=settings.max_padding)
 
     def __call__(self, indices: Sequence[int], progress: Callable[[int], None] | None = None) -> list[dict]:
         outputs = self.engine.run([self.prepared.ids[i] for i in indices], progress)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
+import re
 from collections.abc import Iterator
 from pathlib import Path
+
+from genrm.io import atomic_path, iter_jsonl, partial_name, replace_path
+from genrm.protocol import PROMPT_TEMPLATE
 
 log = logging.getLogger(__name__)
 
@@ -25,33 +28,64 @@ TINY_CHAT_TEMPLATE = (
 )
 
 
+# What loading a model for training or judging needs from a Hub repository: weights in
+# safetensors, the configs, the tokenizer and the chat template. Nothing else is fetched
+# (Llama 3.1 repositories also hold a 16 GB consolidated checkpoint under original/).
+HUB_FILES = ["*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json",
+             "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
+             "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja", "chat_template.json"]
+HUB_SKIP = ["original/*"]
+
+
+class ModelSourceError(ValueError):
+    """A model that cannot be fetched; the message says what to do."""
+
+
 def fetch_model(spec: dict, out: str, corpus: str | None = None, classifier: bool = False) -> None:
-    """Make ``out`` a directory that ``from_pretrained`` can load."""
-    out_path = Path(out)
-    tmp = out_path.with_name(out_path.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    """Make ``out`` a directory that ``from_pretrained`` can load: a link to a local
+    directory, a tiny model built from ``spec['tiny']``, or a Hub snapshot."""
     source = spec["source"]
     if source == "tiny":
         if not corpus:
             raise ValueError("a tiny model needs --corpus to train its tokenizer on")
-        build_tiny_model(spec["tiny"], corpus, tmp, classifier=classifier)
+        with atomic_path(out, directory=True) as tmp:
+            build_tiny_model(spec["tiny"], corpus, tmp, classifier=classifier)
     elif Path(source).is_dir():
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        if out_path.is_symlink() or out_path.exists():
-            out_path.unlink()
-        os.symlink(Path(source).resolve(), out_path)
-        return
+        link = partial_name(Path(out))
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(Path(source).resolve(), link)
+        replace_path(link, out)
+    elif Path(source).is_absolute() or source.startswith("."):
+        raise ModelSourceError(f"model source {source} is not a directory")
     else:
-        from huggingface_hub import snapshot_download
+        with atomic_path(out, directory=True) as tmp:
+            download_snapshot(source, tmp)
 
-        snapshot_download(repo_id=source, local_dir=tmp)
-    shutil.rmtree(out_path, ignore_errors=True)
-    os.replace(tmp, out_path)
+
+def download_snapshot(repo_id: str, into: Path) -> None:
+    """The files of ``HUB_FILES`` of a Hub model; a clear error when it is gated, missing or unreachable."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+    advice = ("Ask for access on the model's Hub page, then log in (`hf auth login`) or set HF_TOKEN in the "
+              "environment of the run; or download it elsewhere and give its local directory as the source")
+    try:
+        snapshot_download(repo_id=repo_id, local_dir=into, allow_patterns=HUB_FILES, ignore_patterns=HUB_SKIP)
+    except GatedRepoError:
+        raise ModelSourceError(f"model {repo_id} is gated and this account has no access to it. {advice}.") from None
+    except RepositoryNotFoundError:
+        raise ModelSourceError(f"model {repo_id} was not found on the Hub, or it is private and no token with "
+                               f"access was given. Check the id. {advice}.") from None
+    except HfHubHTTPError as error:
+        raise ModelSourceError(f"model {repo_id} could not be downloaded (HTTP "
+                               f"{getattr(error.response, 'status_code', '?')}). {advice}.") from None
+    if not any(into.glob("*.safetensors")):
+        raise ModelSourceError(f"model {repo_id} has no safetensors weights; convert it and give its local "
+                               "directory as the source")
 
 
 def corpus_texts(path: str) -> Iterator[str]:
     """What a tiny tokenizer learns from: the chat turns of the preference data."""
-    from genrm.io import iter_jsonl
     for row in iter_jsonl(path):
         for side in ("chosen", "rejected"):
             messages = row.get(side)
@@ -63,10 +97,6 @@ def corpus_texts(path: str) -> Iterator[str]:
 
 def template_pieces() -> list[str]:
     """The fixed text of the judge template between its placeholders."""
-    import re
-
-    from genrm.protocol import PROMPT_TEMPLATE
-
     return [p for p in re.split(r"\{(?:question|response_a|response_b)\}", PROMPT_TEMPLATE) if p]
 
 
@@ -126,7 +156,6 @@ def build_tiny_model(arch: dict, corpus: str, out: Path, classifier: bool = Fals
         num_labels=1,
     )
     model = (LlamaForSequenceClassification if classifier else LlamaForCausalLM)(config)
-    out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "genrm_tiny.json").write_text(json.dumps({"architecture": arch, "classifier": classifier}, indent=2))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 
-from genrm.scoring import SUBSETS
+from genrm.protocol import SUBSETS
 
 NOUNS = ("garden", "river", "engine", "recipe", "budget", "poem", "bridge", "planet", "song", "market",
          "lesson", "castle", "forest", "robot", "letter", "island", "camera", "puzzle", "kitchen", "rocket")
@@ -30,7 +30,8 @@ def _question(rng: random.Random) -> str:
 
 def _answer(rng: random.Random, quality: tuple[str, ...], noun: str) -> str:
     """Two to four quality words among a few filler words, and always one at the end."""
-    words = [rng.choice(FILLER) for _ in range(rng.randint(0, 3))] + [rng.choice(quality) for _ in range(rng.randint(1, 3))]
+    filler = [rng.choice(FILLER) for _ in range(rng.randint(0, 3))]
+    words = filler + [rng.choice(quality) for _ in range(rng.randint(1, 3))]
     rng.shuffle(words)
     return f"The {noun} answer: " + " ".join(words) + " " + rng.choice(quality) + "."
 
@@ -45,7 +46,7 @@ def preferences(n: int = 4000, seed: int = 0) -> list[dict]:
     """Skywork-style rows: ``chosen``/``rejected`` message lists, plus ``source``."""
     rng = random.Random(f"preferences-{seed}")
     rows = []
-    for i in range(n):
+    for _ in range(n):
         q, good, bad = _pair(rng)
         context = [{"role": "user", "content": q}]
         if rng.random() < 0.2:  # multi-turn: an earlier exchange shared by both sides

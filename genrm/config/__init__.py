@@ -1,0 +1,202 @@
+"""Configuration (layer 1): one ``validate()`` and the settings derived from a valid config.
+
+``validate(config)`` is what Snakemake (rules/common.smk) and ``python -m genrm
+check-config FILE`` both call. It applies the schema with its defaults (once),
+then every check the schema cannot express: cross-references between blocks,
+``report.published`` overrides against the published rows, and the OpenRLHF
+settings of every model to train. All problems are reported together.
+
+The derived values (the judges of the tables, the settings of a judging or
+training job) are computed here from a validated config, never with fallbacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from genrm import published
+from genrm.config.schema import ConfigError, check, load_schema
+from genrm.config.settings import JudgeSettings, OpenRLHFSettings, TrlSettings, as_dict, from_dict
+
+__all__ = ["ConfigError", "Judge", "JudgeSettings", "OpenRLHFSettings", "TrlSettings", "as_dict", "from_dict",
+           "genrm_name", "genrms", "judge_settings", "judges", "load", "load_schema", "model_entry",
+           "openrlhf_settings", "published_key", "train_max_len", "trl_settings", "validate"]
+
+
+def validate(config: dict) -> dict:
+    """Validate ``config`` in place (filling defaults); raise ConfigError listing every problem."""
+    problems = check(config)
+    if not problems:
+        problems = _cross_reference_problems(config)
+    if not problems:
+        problems = _published_problems(config) + _openrlhf_problems(config)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return config
+
+
+def load(path: str | Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        config = yaml.safe_load(f) or {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a configuration is a mapping of keys, not {type(config).__name__}")
+    return validate(config)
+
+
+def _cross_reference_problems(config: dict) -> list[str]:
+    problems = []
+    models, methods = config["models"], config["methods"]
+    for model, wanted in config["genrms"].items():
+        if model not in models:
+            problems.append(f"genrms.{model}: unknown model; allowed: {', '.join(models)}")
+        for method in wanted:
+            if method not in methods:
+                problems.append(f"genrms.{model}: unknown method {method!r}; allowed: {', '.join(methods)}")
+    for section, entries in (("models", models), ("external_judges", config["external_judges"])):
+        for name, entry in entries.items():
+            if entry["source"] == "tiny" and "tiny" not in entry:
+                problems.append(f"{section}.{name}: source 'tiny' needs a 'tiny' block")
+            if entry["source"] != "tiny" and "tiny" in entry:
+                problems.append(f"{section}.{name}: a 'tiny' block belongs only to source 'tiny'")
+    clash = set(models) & set(config["external_judges"])
+    if clash:
+        problems.append(f"external_judges: names also used by models: {', '.join(sorted(clash))}")
+    unknown = [name for name in config["train"]["openrlhf"]["models"] if name not in models]
+    problems += [f"train.openrlhf.models.{name}: unknown model; allowed: {', '.join(models)}" for name in unknown]
+    return problems
+
+
+# --- the judges of the tables ----------------------------------------------------
+
+GENRM_SEP = "__"
+
+
+@dataclass(frozen=True)
+class Judge:
+    """One row of the results tables: something that judges RewardBench."""
+
+    name: str  # directory under results/eval/
+    kind: str  # base | genrm | external
+    type: str  # generative | classifier
+    family: str
+    label: str
+    method: str
+    size: str
+    model: str  # the models/external_judges key whose weights it starts from
+    genrm_method: str | None = None  # set for kind == genrm
+
+    @property
+    def ours(self) -> bool:
+        return self.kind == "genrm"
+
+
+def genrm_name(model: str, method: str) -> str:
+    return f"{model}{GENRM_SEP}{method}"
+
+
+def genrms(config: dict) -> list[tuple[str, str]]:
+    return [(m, meth) for m, methods in config["genrms"].items() for meth in methods]
+
+
+def judges(config: dict) -> list[Judge]:
+    out = []
+    for name, m in config["models"].items():
+        out.append(Judge(name, "base", "generative", m["family"], m["label"], "LLM-as-a-Judge", m["size"], name))
+        for model, method in genrms(config):
+            if model == name:
+                out.append(Judge(genrm_name(model, method), "genrm", "generative", m["family"], m["genrm_label"],
+                                 config["methods"][method]["label"], m["size"], model, method))
+    for name, e in config["external_judges"].items():
+        out.append(Judge(name, "external", e["type"], e["family"], e["label"], e["method"], e["size"], name))
+    return out
+
+
+def model_entry(config: dict, name: str) -> dict:
+    """The models/external_judges entry for a name."""
+    if name in config["models"]:
+        return config["models"][name]
+    return config["external_judges"][name]
+
+
+# --- published figures -------------------------------------------------------------
+
+def published_key(config: dict, judge: Judge) -> dict | None:
+    """The published row a judge reproduces, as ``{model, method}``, or None. Config
+    ``report.published`` overrides the default match on (table label, method)."""
+    overrides = config["report"]["published"]
+    if judge.name in overrides:
+        return overrides[judge.name]
+    return {"model": judge.label, "method": judge.method}
+
+
+def _published_problems(config: dict) -> list[str]:
+    """Overrides in ``report.published`` that name an unknown judge or an unknown published row."""
+    names = [j.name for j in judges(config)]
+    index = published.by_key(published.load_published())
+    problems = []
+    for name, target in config["report"]["published"].items():
+        if name not in names:
+            problems.append(f"report.published.{name}: unknown judge; judges: {', '.join(names)}")
+        elif target is not None and (target["model"], target["method"]) not in index:
+            allowed = "; ".join(f"{m} / {meth}" for m, meth in index)
+            problems.append(f"report.published.{name}: no published row {target['model']} / "
+                            f"{target['method']}; published rows: {allowed}")
+    return problems
+
+
+# --- judging ---------------------------------------------------------------------------
+
+def judge_settings(config: dict, judge: Judge) -> JudgeSettings:
+    """The settings of one judging job: the ``judge`` block with the mode of the judge's kind
+    and the tensor parallel size of its size class resolved."""
+    j = config["judge"]
+    values = {k: v for k, v in j.items() if k not in ("modes", "tensor_parallel", "mem_mb", "runtime")}
+    values["mode"] = "classifier" if judge.type == "classifier" else j["modes"][judge.kind]
+    values["tensor_parallel_size"] = j["tensor_parallel"][judge.size]
+    values["seed"] = config["seed"]
+    return from_dict(JudgeSettings, values, "judge")
+
+
+# --- training ---------------------------------------------------------------------------
+
+def trl_settings(config: dict) -> TrlSettings:
+    return from_dict(TrlSettings, dict(config["train"]["trl"]), "train.trl")
+
+
+def openrlhf_settings(config: dict, model: str) -> OpenRLHFSettings:
+    """One model's OpenRLHF settings: ``common``, then its size preset, then its model entry."""
+    if model not in config["models"]:
+        raise ConfigError(f"no base model {model!r}; allowed: {', '.join(config['models'])}")
+    o = config["train"]["openrlhf"]
+    size = config["models"][model]["size"]
+    values = {**o["common"], **o["presets"].get(size, {}), **o["models"].get(model, {})}
+    values.update(checkpoint_dir=o["checkpoint_dir"], keep_checkpoints=o["keep_checkpoints"],
+                  rdzv_port=o["rdzv_port"], size=size)
+    return from_dict(OpenRLHFSettings, values,
+                     f"train.openrlhf (model {model}, size {size}; set keys in train.openrlhf.presets.{size} "
+                     f"or train.openrlhf.models.{model})")
+
+
+def _openrlhf_problems(config: dict) -> list[str]:
+    """OpenRLHF settings of every model to train that OpenRLHF would refuse or silently change."""
+    if config["train"]["backend"] != "openrlhf":
+        return []
+    problems = []
+    for model in sorted({m for m, _ in genrms(config)}):
+        try:
+            settings = openrlhf_settings(config, model)
+        except ConfigError as error:
+            problems.append(str(error))
+            continue
+        problems += [f"train.openrlhf (model {model}): {p}" for p in settings.problems()]
+    return problems
+
+
+def train_max_len(config: dict, model: str) -> int:
+    """The longest row (in tokens) that the training backend takes whole."""
+    if config["train"]["backend"] == "openrlhf":
+        return openrlhf_settings(config, model).max_len
+    return trl_settings(config).max_length

@@ -1,0 +1,100 @@
+"""What the rule files call (layer 4): job commands, scheduler resources and table rows,
+computed from a validated config. Rule files stay declarative; the logic is here,
+importable and tested without Snakemake.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+
+from genrm import paths
+from genrm.config import Judge, as_dict, genrm_name, judge_settings, openrlhf_settings, published_key, trl_settings
+from genrm.train.openrlhf import job_resources, rule_job
+
+
+def as_arg(obj) -> str:
+    """A Python object (or settings dataclass) as one shell-quoted JSON argument."""
+    if hasattr(obj, "__dataclass_fields__"):
+        obj = as_dict(obj)
+    return shlex.quote(json.dumps(obj, sort_keys=True))
+
+
+def prepare_job_environment(package_root: str) -> None:
+    """Make ``python -m genrm`` work in every job: the package on the import path
+    whatever the working directory, and ``python`` the interpreter running Snakemake
+    (a virtual environment need not be activated; with --sdm conda the job's own
+    environment comes first)."""
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    os.environ["PATH"] = os.pathsep.join((os.path.dirname(sys.executable), os.environ.get("PATH", "")))
+
+
+# --- judging ------------------------------------------------------------------------
+
+def judge_model_dir(judge: Judge) -> str:
+    """The weights a judge runs: the trained GenRM, or the fetched base or external model."""
+    if judge.kind == "genrm":
+        return paths.TRAINED.format(model=judge.model, method=judge.genrm_method)
+    return paths.MODEL.format(name=judge.model)
+
+
+def judge_gpus(config: dict, judge: Judge) -> int:
+    """GPUs of one judging job: the tensor parallel size for generative judges on vLLM, one for
+    classifiers on a GPU cluster (backend vllm), none for the transformers backend (CPU)."""
+    if config["judge"]["backend"] != "vllm":
+        return 0
+    return config["judge"]["tensor_parallel"][judge.size] if judge.type == "generative" else 1
+
+
+def judge_resources(config: dict, judge: Judge) -> dict:
+    """What one judging job asks the scheduler for (Snakemake resources)."""
+    j = config["judge"]
+    return {"gpu": judge_gpus(config, judge) or None, "cpus_per_task": j["threads"], "mem_mb": j["mem_mb"],
+            "runtime": j["runtime"]}
+
+
+def judge_command(config: dict, judge: Judge, model_dir: str, data: str, out: str) -> str:
+    return (f"python -m genrm judge --model {shlex.quote(model_dir)} --data {shlex.quote(data)}"
+            f" --settings {as_arg(judge_settings(config, judge))} --out {shlex.quote(out)}")
+
+
+# --- training ------------------------------------------------------------------------
+
+def train_command(config: dict, model: str, method: str, model_dir: str, rows: str, out: str) -> str:
+    """The shell command of one training job (rule train_genrm; ``snakemake -n -p`` prints it):
+    the OpenRLHF launch line, or ``python -m genrm train ...`` (TRL, CPU)."""
+    if config["train"]["backend"] == "openrlhf":
+        job = rule_job(openrlhf_settings(config, model), model=model, method=method, model_dir=model_dir,
+                       rows=rows, out=out, seed=config["seed"])
+        return job.shell_command()
+    return (f"python -m genrm train --model {shlex.quote(model_dir)} --rows {shlex.quote(rows)}"
+            f" --settings {as_arg(trl_settings(config))} --seed {config['seed']} --out {shlex.quote(out)}")
+
+
+def train_resources(config: dict, model: str) -> dict:
+    """What one training job of ``model`` asks the scheduler for (Snakemake resources)."""
+    if config["train"]["backend"] == "openrlhf":
+        return job_resources(openrlhf_settings(config, model))
+    trl = trl_settings(config)
+    return {"nodes": 1, "tasks": 1, "cpus_per_task": trl.threads, "mem_mb": trl.mem_mb,
+            "runtime": trl.runtime, "gpu": None, "tasks_per_gpu": None, "mpi": None}
+
+
+# --- tables --------------------------------------------------------------------------
+
+def table_row(judge: Judge) -> dict:
+    """The identity of a judge in the results tables."""
+    return {"judge": judge.name, "family": judge.family, "model": judge.label, "method": judge.method,
+            "ours": judge.ours}
+
+
+def table_rows(config: dict, judges: list[Judge]) -> list[dict]:
+    """The judges' identities in the tables, each with the published row it is compared with."""
+    return [{**table_row(j), "published": published_key(config, j)} for j in judges]
+
+
+def genrm_pair(judges: dict[str, Judge], model: str, method: str) -> tuple[Judge, Judge]:
+    """(base judge, GenRM judge) of one trained GenRM."""
+    return judges[model], judges[genrm_name(model, method)]

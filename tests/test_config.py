@@ -1,0 +1,163 @@
+"""One configuration: the schema's defaults applied once, typed settings without fallbacks,
+and one validate() that Snakemake and `python -m genrm check-config` share."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import snakemake
+from genrm import config as gconfig
+from genrm import workflow
+from genrm.config.schema import load_schema
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def raw(name: str = "workflow_config.yaml") -> dict:
+    return yaml.safe_load((REPO / name).read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def production():
+    return gconfig.load(REPO / "workflow_config.yaml")
+
+
+def test_modes_per_judge_kind_and_parallelism_per_size(production):
+    judges = {j.name: j for j in gconfig.judges(production)}
+    settings = {name: gconfig.judge_settings(production, j) for name, j in judges.items()}
+    assert settings["qwen2.5-72b"].mode == "generate"  # base model: LLM-as-a-Judge writes first
+    assert settings["qwen2.5-72b__verify"].mode == "logprob"  # our GenRM
+    assert settings["skywork-critic-llama3.1-8b"].mode == "generate"
+    assert settings["skywork-reward-llama3.1-8b"].mode == "classifier"
+    assert settings["qwen2.5-72b"].tensor_parallel_size == 4
+    assert settings["qwen2.5-32b__verify"].tensor_parallel_size == 2
+    assert settings["llama3.1-8b"].tensor_parallel_size == 1
+    assert all(s.backend == "vllm" and s.max_model_len == 8192 for s in settings.values())
+    resources = {name: workflow.judge_resources(production, j) for name, j in judges.items()}
+    assert resources["qwen2.5-72b__verify"]["gpu"] == 4 and resources["skywork-reward-llama3.1-8b"]["gpu"] == 1
+
+
+def test_a_key_given_in_a_config_overrides_only_that_key():
+    config = raw()
+    config.setdefault("judge", {})["tensor_parallel"] = {"72b": 8}
+    config.setdefault("train", {}).setdefault("openrlhf", {})["presets"] = {"7b": {"micro_batch_size": 1}}
+    gconfig.validate(config)
+    judges = {j.name: j for j in gconfig.judges(config)}
+    assert gconfig.judge_settings(config, judges["qwen2.5-72b"]).tensor_parallel_size == 8
+    assert gconfig.judge_settings(config, judges["qwen2.5-32b"]).tensor_parallel_size == 2  # built-in kept
+    seven = gconfig.openrlhf_settings(config, "qwen2.5-7b")
+    assert seven.micro_batch_size == 1
+    assert seven.mem_mb == 256000 and seven.runtime == 720  # the rest of the built-in preset kept
+
+
+def test_demo_judges_on_cpu():
+    demo = gconfig.load(REPO / "configs" / "demo.yaml")
+    for j in gconfig.judges(demo):
+        assert workflow.judge_resources(demo, j)["gpu"] is None
+        assert gconfig.judge_settings(demo, j).backend == "transformers"
+
+
+def test_no_tiny_block_unless_the_source_is_tiny(production):
+    assert all("tiny" not in m for m in production["models"].values())
+    assert all("tiny" not in e for e in production["external_judges"].values())
+    config = raw()
+    config["models"]["qwen2.5-7b"]["tiny"] = {"hidden_size": 32}
+    with pytest.raises(gconfig.ConfigError, match="models.qwen2.5-7b: a 'tiny' block belongs only to source 'tiny'"):
+        gconfig.validate(config)
+    demo = raw("configs/demo.yaml")
+    del demo["models"]["tiny-instruct"]["tiny"]
+    with pytest.raises(gconfig.ConfigError, match="source 'tiny' needs a 'tiny' block"):
+        gconfig.validate(demo)
+
+
+def test_settings_fields_are_the_schema_keys_and_have_no_defaults():
+    """Defaults are written once, in the schema: the typed settings declare none."""
+    schema = load_schema()["properties"]
+    judge_keys = set(schema["judge"]["properties"]) - {"modes", "tensor_parallel", "mem_mb", "runtime"}
+    trl_keys = set(schema["train"]["properties"]["trl"]["properties"])
+    openrlhf_keys = set(schema["train"]["$defs"]["openrlhf_settings"]["properties"]) | {
+        "checkpoint_dir", "keep_checkpoints", "rdzv_port", "size"}
+    for cls, keys in ((gconfig.JudgeSettings, judge_keys | {"mode", "tensor_parallel_size", "seed"}),
+                      (gconfig.TrlSettings, trl_keys), (gconfig.OpenRLHFSettings, openrlhf_keys)):
+        fields = dataclasses.fields(cls)
+        assert {f.name for f in fields} == keys, cls.__name__
+        assert all(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING for f in fields)
+
+
+def test_settings_from_a_dict_name_missing_and_unknown_keys(production):
+    judge = gconfig.judges(production)[0]
+    values = dataclasses.asdict(gconfig.judge_settings(production, judge))
+    del values["max_model_len"]
+    values["colour"] = "blue"
+    with pytest.raises(gconfig.ConfigError, match="missing max_model_len; unknown colour"):
+        gconfig.from_dict(gconfig.JudgeSettings, values, "--settings")
+
+
+def test_the_schema_ships_inside_the_package():
+    import importlib.resources
+
+    assert importlib.resources.files("genrm.config").joinpath("schema.yaml").is_file()
+    assert not (REPO / "schemas").exists()
+
+
+# --- one validate(): check-config refuses exactly what Snakemake refuses -----------------------
+
+def unknown_published_judge(config):
+    config["report"] = {"published": {"no-such-judge": None}}
+
+
+def unknown_published_row(config):
+    config["report"] = {"published": {"qwen2.5-7b": {"model": "Nobody", "method": "Verify Only"}}}
+
+
+def micro_batch_not_dividing(config):
+    config.setdefault("train", {}).setdefault("openrlhf", {})["models"] = {"qwen2.5-14b": {"micro_batch_size": 3}}
+
+
+def unknown_method(config):
+    config["genrms"]["qwen2.5-7b"] = ["verify", "no-such-method"]
+
+
+def bad_enum(config):
+    config["judge"] = {"backend": "tgi"}
+
+
+@pytest.mark.dryrun
+@pytest.mark.parametrize("break_it, message", [
+    (unknown_published_judge, "report.published.no-such-judge: unknown judge"),
+    (unknown_published_row, "report.published.qwen2.5-7b: no published row Nobody / Verify Only"),
+    (micro_batch_not_dividing, "global_batch_size 128 is not a multiple of micro_batch_size 3 x 8"),
+    (unknown_method, "genrms.qwen2.5-7b: unknown method 'no-such-method'"),
+    (bad_enum, "judge.backend: 'tgi' is not allowed; allowed values: vllm, transformers"),
+])
+def test_check_config_and_snakemake_refuse_the_same_configs(tmp_path, break_it, message):
+    config = raw()
+    break_it(config)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    check = subprocess.run([sys.executable, "-m", "genrm", "check-config", str(path)], capture_output=True,
+                           text=True)
+    assert check.returncode == 2 and message in check.stderr
+    assert len(check.stderr.strip().splitlines()) == 1  # one line
+    dry = snakemake(["-n", "--configfile", str(path), "--replace-workflow-config"], tmp_path, check=False)
+    assert dry.returncode != 0 and message in dry.stdout + dry.stderr
+
+
+@pytest.mark.dryrun
+def test_check_config_accepts_what_snakemake_accepts(tmp_path):
+    for name in ("workflow_config.yaml", "configs/demo.yaml"):
+        proc = subprocess.run([sys.executable, "-m", "genrm", "check-config", str(REPO / name)],
+                              capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode == 0 and "valid" in proc.stdout, proc.stderr
+
+
+def test_validation_does_not_change_a_valid_config_twice(production):
+    again = gconfig.validate(copy.deepcopy(production))
+    assert again == production
