@@ -2,11 +2,17 @@
 # The DAG lives in rules/*.smk; what each step does lives in the genrm package.
 from snakemake.utils import min_version
 
+import genrm.workflow as W
+
 min_version("9.0")
 
 
-# Found beside this Snakefile, whatever the working directory (--directory).
-configfile: f"{workflow.basedir}/workflow_config.yaml"
+# The production config, found beside this Snakefile whatever the working directory, unless
+# --replace-workflow-config replaced it (in this run and in every job it submits to a cluster).
+if W.uses_workflow_config(workflow):
+
+    configfile: f"{workflow.basedir}/workflow_config.yaml"
+
 
 
 include: "rules/common.smk"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A one-node Slurm cluster on this machine, from nothing, with accounting (sacct) that works.
+# A one-node Slurm cluster on this machine, from nothing, with accounting (sacct) that works
+# (or two nodes on this one machine, LOCAL_SLURM_NODES=2, for jobs that span nodes).
 #
 #   cluster/local-slurm.sh install            # apt-get the Debian slurm-wlm packages if missing (root)
 #   cluster/local-slurm.sh up STATE_DIR       # start munged, MariaDB, slurmdbd, slurmctld, slurmd
@@ -14,7 +15,9 @@
 # Environment (optional): LOCAL_SLURM_PORT_BASE (6817: slurmctld, +1 slurmd, +2 slurmdbd, +3 MariaDB),
 # LOCAL_SLURM_CLUSTER (cluster name, "genrm"), LOCAL_SLURM_ACCOUNT (account for jobs, "genrm"),
 # LOCAL_SLURM_MEM_RESERVE_MB (memory kept back from the node's RealMemory, 512),
-# LOCAL_SLURM_ETC_LINK (1: point /etc/slurm/slurm.conf at the generated file; 0: leave /etc alone).
+# LOCAL_SLURM_ETC_LINK (1: point /etc/slurm/slurm.conf at the generated file; 0: leave /etc alone),
+# LOCAL_SLURM_NODES (1, or 2: two nodes on this host, each with one CPU and half the memory, each
+# with its own slurmd; the second one listens on LOCAL_SLURM_PORT_BASE+4).
 set -euo pipefail
 
 # --- settings -----------------------------------------------------------------------------------
@@ -23,6 +26,8 @@ CTLD_PORT=$PORT_BASE
 SLURMD_PORT=$((PORT_BASE + 1))
 DBD_PORT=$((PORT_BASE + 2))
 DB_PORT=$((PORT_BASE + 3))
+SLURMD2_PORT=$((PORT_BASE + 4))
+NODES=${LOCAL_SLURM_NODES:-1}
 CLUSTER=${LOCAL_SLURM_CLUSTER:-genrm}
 ACCOUNT=${LOCAL_SLURM_ACCOUNT:-genrm}
 MEM_RESERVE_MB=${LOCAL_SLURM_MEM_RESERVE_MB:-512}
@@ -32,8 +37,9 @@ PACKAGES=(munge slurmctld slurmd slurm-client slurmdbd mariadb-server)
 # programs that must be on the PATH once the packages are installed
 PROGRAMS=(munged mungekey slurmctld slurmd slurmdbd sbatch srun sinfo squeue scancel sacct sacctmgr
           mariadbd mariadb mariadb-install-db)
-# the daemons in start order; `down` stops them in the reverse order
-DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd)
+# the daemons in start order, then the slurmd of each node (`down` stops them in the reverse order):
+# slurmd for one node; with two, slurmd-<node> for each (PID file run/slurmd-<node>.pid)
+DAEMONS=(munged mariadbd slurmdbd slurmctld)
 export PATH="$PATH:/usr/sbin:/sbin"
 
 say() { echo "local-slurm: $*" >&2; }
@@ -97,6 +103,26 @@ set_paths() {
 
 pid_file() { echo "$RUN/$1.pid"; }
 
+# the program behind a daemon name: slurmd-<node> is a slurmd
+program_of() { echo "${1%%-*}"; }
+
+# the slurmd daemons of the cluster as STATE_DIR last saw it come up (etc/nodes), whatever
+# LOCAL_SLURM_NODES says now: slurmd for one node, slurmd-<node> for each of two; and any other
+# slurmd that has a PID file there
+slurmd_daemons() {
+    local f
+    local -a nodes=()
+    [[ -s $ETC/nodes ]] && mapfile -t nodes <"$ETC/nodes"
+    {
+        if ((${#nodes[@]} > 1)); then printf 'slurmd-%s\n' "${nodes[@]}"; else echo slurmd; fi
+        for f in "$RUN"/slurmd.pid "$RUN"/slurmd-*.pid; do
+            [[ -e $f ]] || continue
+            f=${f##*/}
+            echo "${f%.pid}"
+        done
+    } | awk '!seen[$0]++'
+}
+
 # is process $1 alive (a zombie waiting to be reaped counts as gone)
 alive() {
     local stat
@@ -108,14 +134,15 @@ alive() {
 # the PID in a daemon's PID file if that process is alive and is that program, else nothing
 # (checking the executable guards against a PID that was reused after a crash)
 live_pid() {
-    local name=$1 file pid exe
+    local name=$1 file pid exe program
+    program=$(program_of "$name")
     file=$(pid_file "$name")
     [[ -s $file ]] || return 0
     pid=$(tr -dc '0-9' <"$file")
     [[ -n $pid ]] && alive "$pid" || return 0
     exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
     # Debian's /usr/sbin/slurmctld is a link (alternatives) to slurmctld-wlm: compare resolved paths
-    [[ -n $exe && $exe == "$(readlink -f "$(command -v "$name")")" ]] && echo "$pid"
+    [[ -n $exe && $exe == "$(readlink -f "$(command -v "$program")")" ]] && echo "$pid"
     return 0
 }
 
@@ -133,22 +160,66 @@ wait_for() {
 
 show_log() { [[ -f $1 ]] && { say "last lines of $1:"; tail -n 20 "$1" >&2; }; return 0; }
 
-# --- up: configuration files ----------------------------------------------------------------------------
-write_configs() {
-    mkdir -p "$ETC" "$RUN" "$LOG" "$S/munge" "$CTLD_SPOOL" "$SLURMD_SPOOL"
-    # the MUNGE socket's folder must be searchable by all (munged insists); the key's folder private
-    chmod 755 "$S" "$RUN"
-    chmod 700 "$S/munge"
-
+# --- up: the nodes --------------------------------------------------------------------------------------
+# sets HOST (this host's name), NODE_NAMES (the nodes, in slurm.conf order), SLURMDS (their slurmd daemon names), NODE_LINES
+# (their slurm.conf lines) and SLURMD_FILES (slurmd's PID, spool and log settings)
+plan_nodes() {
     # the node line from the hardware, as slurmd sees it; a little memory is kept back for the system
-    local node_line node mem
+    local node_line node mem half
     node_line=$(slurmd -C | head -n 1)
     node=$(sed -n 's/^NodeName=\([^ ]*\).*/\1/p' <<<"$node_line")
     mem=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$node_line")
     [[ -n $node && -n $mem ]] || die "cannot read the node from 'slurmd -C': $node_line"
     mem=$((mem > MEM_RESERVE_MB + 1024 ? mem - MEM_RESERVE_MB : mem))
     node_line=$(sed "s/RealMemory=[0-9]*/RealMemory=$mem/" <<<"$node_line")
-    NODE=$node
+    HOST=$node
+    case $NODES in
+        1)
+            NODE_NAMES=("$node")
+            SLURMDS=(slurmd)
+            NODE_LINES="# the node as 'slurmd -C' reports it (RealMemory less $MEM_RESERVE_MB MB), reached on the loopback
+$node_line NodeAddr=127.0.0.1 State=UNKNOWN"
+            SLURMD_FILES="SlurmdSpoolDir=$SLURMD_SPOOL
+SlurmdPidFile=$(pid_file slurmd)
+SlurmdLogFile=$LOG/slurmd.log"
+            ;;
+        2)
+            # named after this host and 'localhost': the two names that resolve to this machine without
+            # touching /etc/hosts (programs reach a node by its name, e.g. torchrun's rendezvous)
+            [[ $node != localhost ]] || die "the host is called localhost: no second name for a second node"
+            NODE_NAMES=("$node" localhost)
+            SLURMDS=("slurmd-$node" slurmd-localhost)
+            half=$((mem / 2))
+            local shape="CPUs=1 Boards=1 SocketsPerBoard=1 CoresPerSocket=1 ThreadsPerCore=1 RealMemory=$half"
+            NODE_LINES="# two nodes on this host, one slurmd each (slurmd -N NODE) on its own port, each with one CPU and
+# half of RealMemory ($mem MB: 'slurmd -C' less $MEM_RESERVE_MB MB)
+NodeName=$node NodeHostname=$node NodeAddr=127.0.0.1 Port=$SLURMD_PORT $shape State=UNKNOWN
+NodeName=localhost NodeHostname=$node NodeAddr=127.0.0.1 Port=$SLURMD2_PORT $shape State=UNKNOWN"
+            # %n: the node's name, so that each slurmd has files of its own
+            SLURMD_FILES="SlurmdSpoolDir=$SLURMD_SPOOL-%n
+SlurmdPidFile=$RUN/slurmd-%n.pid
+SlurmdLogFile=$LOG/slurmd-%n.log"
+            ;;
+        *) die "LOCAL_SLURM_NODES must be 1 or 2, not '$NODES'" ;;
+    esac
+}
+
+# the nodes of the cluster as it was last brought up (etc/nodes), one a line
+planned_before() { [[ -s $ETC/nodes ]] && cat "$ETC/nodes"; return 0; }
+
+# --- up: configuration files ----------------------------------------------------------------------------
+write_configs() {
+    local n
+    mkdir -p "$ETC" "$RUN" "$LOG" "$S/munge" "$CTLD_SPOOL"
+    if [[ $NODES == 1 ]]; then
+        mkdir -p "$SLURMD_SPOOL"
+    else
+        for n in "${NODE_NAMES[@]}"; do mkdir -p "$SLURMD_SPOOL-$n"; done
+    fi
+    # the MUNGE socket's folder must be searchable by all (munged insists); the key's folder private
+    chmod 755 "$S" "$RUN"
+    chmod 700 "$S/munge"
+    printf '%s\n' "${NODE_NAMES[@]}" >"$ETC/nodes"
 
     # the MUNGE key: made once, kept across up/down so that credentials stay valid
     if [[ ! -s $MUNGE_KEY ]]; then
@@ -166,7 +237,7 @@ write_configs() {
     cat >"$CONF" <<EOF
 # Generated by cluster/local-slurm.sh up $S; rewritten at every 'up'.
 ClusterName=$CLUSTER
-SlurmctldHost=$node(127.0.0.1)
+SlurmctldHost=$HOST(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 SlurmctldPort=$CTLD_PORT
@@ -175,11 +246,9 @@ AuthType=auth/munge
 AuthInfo=socket=$MUNGE_SOCKET
 CredType=cred/munge
 StateSaveLocation=$CTLD_SPOOL
-SlurmdSpoolDir=$SLURMD_SPOOL
 SlurmctldPidFile=$(pid_file slurmctld)
-SlurmdPidFile=$(pid_file slurmd)
 SlurmctldLogFile=$LOG/slurmctld.log
-SlurmdLogFile=$LOG/slurmd.log
+$SLURMD_FILES
 SlurmctldDebug=info
 SlurmdDebug=info
 # process tracking and task binding that need no cgroup delegation
@@ -207,8 +276,7 @@ AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$DBD_PORT
 AccountingStoragePass=$MUNGE_SOCKET
 JobCompType=jobcomp/none
-# the node as 'slurmd -C' reports it (RealMemory less $MEM_RESERVE_MB MB), reached on the loopback
-$node_line NodeAddr=127.0.0.1 State=UNKNOWN
+$NODE_LINES
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 
@@ -358,8 +426,11 @@ ensure_associations() {
     say "cluster $CLUSTER, account $ACCOUNT, user $user (default account $ACCOUNT) in accounting"
 }
 
-node_state() { sinfo -h -N -n "$NODE" -o %T 2>/dev/null; }
-node_is_idle() { [[ $(node_state) == idle ]]; }
+node_state() { sinfo -h -N -n "$1" -o %T 2>/dev/null; }
+nodes_are_idle() {
+    local n
+    for n in "${NODE_NAMES[@]}"; do [[ $(node_state "$n") == idle ]] || return 1; done
+}
 
 cmd_up() {
     set_paths "$@"
@@ -367,10 +438,16 @@ cmd_up() {
     missing=$(missing_programs | tr '\n' ' ')
     [[ -z ${missing// /} ]] || die "missing: $missing; run '$0 install' first"
     [[ $(id -u) == 0 ]] || die "'up' runs the daemons as root; run it as root"
+    plan_nodes
+    # a running cluster keeps its nodes: changing LOCAL_SLURM_NODES needs a 'down' first
+    if [[ -n $(live_pid slurmctld) && $(planned_before) != "$(printf '%s\n' "${NODE_NAMES[@]}")" ]]; then
+        die "the cluster in $S runs with nodes $(planned_before | tr '\n' ' ')(not ${NODE_NAMES[*]}); run 'down' first"
+    fi
     check_port_free mariadbd "$DB_PORT"
     check_port_free slurmdbd "$DBD_PORT"
     check_port_free slurmctld "$CTLD_PORT"
-    check_port_free slurmd "$SLURMD_PORT"
+    check_port_free "${SLURMDS[0]}" "$SLURMD_PORT"
+    [[ $NODES == 1 ]] || check_port_free "${SLURMDS[1]}" "$SLURMD2_PORT"
     write_configs
     link_etc_conf
     start_munged
@@ -379,16 +456,23 @@ cmd_up() {
     ensure_associations
     start_daemon slurmctld slurmctld
     wait_for "slurmctld" 30 scontrol ping || { show_log "$LOG/slurmctld.log"; die "slurmctld does not answer"; }
-    start_daemon slurmd slurmd
-    # the node must come to idle, and sacct must answer (the snakemake executor asks it for job states)
-    if ! wait_for "node $NODE to be idle" 60 node_is_idle; then
+    local i
+    if [[ $NODES == 1 ]]; then
+        start_daemon slurmd slurmd
+    else
+        for i in "${!NODE_NAMES[@]}"; do
+            start_daemon "${SLURMDS[i]}" slurmd -N "${NODE_NAMES[i]}"
+        done
+    fi
+    # the nodes must come to idle, and sacct must answer (the snakemake executor asks it for job states)
+    if ! wait_for "nodes ${NODE_NAMES[*]} to be idle" 60 nodes_are_idle; then
         sinfo -N -l >&2 || true
         show_log "$LOG/slurmctld.log"
-        show_log "$LOG/slurmd.log"
-        die "node $NODE is '$(node_state)', not idle"
+        for i in "${!SLURMDS[@]}"; do show_log "$LOG/${SLURMDS[i]}.log"; done
+        die "nodes ${NODE_NAMES[*]} are not all idle"
     fi
     wait_for "sacct" 30 sacct -n -X -a || die "sacct does not answer"
-    say "up in $((SECONDS - t0))s: node $NODE idle, partition debug, account $ACCOUNT"
+    say "up in $((SECONDS - t0))s: node(s) ${NODE_NAMES[*]} idle, partition debug, account $ACCOUNT"
     echo "export SLURM_CONF=$CONF"
 }
 
@@ -434,7 +518,13 @@ cancel_jobs() {
     # shellcheck disable=SC2086
     scancel $ids 2>/dev/null || true
     # without slurmd nothing can end them; leftover job steps are dealt with after the daemons stop
-    [[ -z $(live_pid slurmd) ]] || wait_for "cancelled jobs to end" 30 jobs_gone || true
+    local name
+    for name in $(slurmd_daemons); do
+        if [[ -n $(live_pid "$name") ]]; then
+            wait_for "cancelled jobs to end" 30 jobs_gone || true
+            break
+        fi
+    done
 }
 
 # processes of this cluster's jobs that outlived slurmd (slurmstepd and what it started, when slurmd
@@ -464,7 +554,8 @@ cmd_down() {
     cancel_jobs
     # in three steps, so that slurmctld can still flush accounting records to slurmdbd, and slurmdbd
     # to MariaDB, while they stop (each takes 1-3 s to exit)
-    stop_daemons slurmd slurmctld
+    # shellcheck disable=SC2046
+    stop_daemons $(slurmd_daemons) slurmctld
     stop_daemons slurmdbd
     stop_daemons mariadbd munged
     local pids
@@ -482,7 +573,9 @@ cmd_down() {
 cmd_status() {
     set_paths "$@"
     local name pid up=0
-    for name in "${DAEMONS[@]}"; do
+    local -a daemons
+    mapfile -t daemons < <(printf '%s\n' "${DAEMONS[@]}"; slurmd_daemons)
+    for name in "${daemons[@]}"; do
         pid=$(live_pid "$name")
         if [[ -n $pid ]]; then
             printf '%-10s running (pid %s)\n' "$name" "$pid"
@@ -495,7 +588,7 @@ cmd_status() {
         sinfo -N -o '%N %P %T %c %m' || true
     fi
     # exit 0: all running, 3: none, 1: some
-    ((up == ${#DAEMONS[@]})) && return 0
+    ((up == ${#daemons[@]})) && return 0
     ((up == 0)) && return 3
     return 1
 }

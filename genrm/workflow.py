@@ -8,10 +8,21 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
+import subprocess
 import sys
 
 from genrm import paths
-from genrm.config import Judge, as_dict, genrm_name, judge_settings, openrlhf_settings, published_key, trl_settings
+from genrm.config import (
+    Judge,
+    as_dict,
+    genrm_name,
+    genrms,
+    judge_settings,
+    openrlhf_settings,
+    published_key,
+    trl_settings,
+)
 from genrm.train.openrlhf import job_resources, rule_job
 
 
@@ -20,6 +31,19 @@ def as_arg(obj) -> str:
     if hasattr(obj, "__dataclass_fields__"):
         obj = as_dict(obj)
     return shlex.quote(json.dumps(obj, sort_keys=True))
+
+
+REPLACED_CONFIG = "GENRM_REPLACE_WORKFLOW_CONFIG"
+
+
+def uses_workflow_config(workflow) -> bool:
+    """Whether the Snakefile loads workflow_config.yaml: not when --replace-workflow-config
+    gave a config of its own. A job submitted to a cluster runs Snakemake again with the same
+    --configfiles but without that flag, so the choice travels in the environment, which
+    sbatch passes on to the job."""
+    if workflow.config_settings.replace_workflow_config:
+        os.environ[REPLACED_CONFIG] = "1"
+    return os.environ.get(REPLACED_CONFIG) != "1"
 
 
 def prepare_job_environment(package_root: str) -> None:
@@ -80,6 +104,39 @@ def train_resources(config: dict, model: str) -> dict:
     trl = trl_settings(config)
     return {"nodes": 1, "tasks": 1, "cpus_per_task": trl.threads, "mem_mb": trl.mem_mb,
             "runtime": trl.runtime, "gpu": None, "tasks_per_gpu": None, "mpi": None}
+
+
+# --- fitting the cluster --------------------------------------------------------------
+
+def job_requests(config: dict, judges: list[Judge]) -> dict[str, dict]:
+    """What each job of a run asks for on one node (CPUs and MB), by a label naming it."""
+    guard = config["train"]["length_guard"]
+    requests = {"check_sft_lengths (train.length_guard)": {"cpus": guard["threads"], "mem_mb": guard["mem_mb"]}}
+    for model in sorted({m for m, _ in genrms(config)}):
+        r = train_resources(config, model)
+        requests[f"train_genrm {model}"] = {"cpus": r["cpus_per_task"], "mem_mb": r["mem_mb"]}
+    for judge in judges:
+        r = judge_resources(config, judge)
+        requests[f"judge_rewardbench {judge.name}"] = {"cpus": r["cpus_per_task"], "mem_mb": r["mem_mb"]}
+    return requests
+
+
+def requests_beyond(requests: dict[str, dict], cpus: int, mem_mb: int) -> list[str]:
+    """The jobs that ask for more CPUs or memory than the largest node has (they would wait forever)."""
+    return [f"{job} asks for {r['cpus']} CPUs and {r['mem_mb']} MB; the largest node has {cpus} CPUs and "
+            f"{mem_mb} MB" for job, r in requests.items() if r["cpus"] > cpus or r["mem_mb"] > mem_mb]
+
+
+def largest_slurm_node() -> tuple[int, int] | None:
+    """(CPUs, memory in MB) of the largest node ``sinfo`` reports, or None without Slurm."""
+    if not shutil.which("sinfo"):
+        return None
+    proc = subprocess.run(["sinfo", "-h", "-N", "-o", "%c %m"], capture_output=True, text=True)
+    nodes = [tuple(int(x.rstrip("+")) for x in line.split()) for line in proc.stdout.splitlines()
+             if len(line.split()) == 2]
+    if proc.returncode != 0 or not nodes:
+        return None
+    return max(n[0] for n in nodes), max(n[1] for n in nodes)
 
 
 # --- tables --------------------------------------------------------------------------

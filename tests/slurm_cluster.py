@@ -39,9 +39,9 @@ FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NOD
             "BOOT_FAIL", "DEADLINE"}
 
 
-def _script(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def _script(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
 
 
 def install_blocker() -> str | None:
@@ -63,11 +63,22 @@ def ensure_installed() -> None:
         raise RuntimeError(f"local-slurm.sh install failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
 
 
-def start_cluster(state_dir: str | Path) -> dict[str, str]:
+def start_cluster(state_dir: str | Path, *, nodes: int = 1, port_base: int | None = None,
+                  etc_link: bool | None = None) -> dict[str, str]:
     """Install if needed and bring the cluster up in ``state_dir``; the environment to run Slurm
-    commands with (this process's environment plus ``SLURM_CONF``). Running it twice is harmless."""
+    commands with (this process's environment plus ``SLURM_CONF``). Running it twice is harmless.
+
+    ``nodes=2``: two nodes on this host, one slurmd each (``LOCAL_SLURM_NODES``); ``port_base``
+    moves the cluster's ports (``LOCAL_SLURM_PORT_BASE``), so that it can run beside another;
+    ``etc_link=False`` leaves ``/etc/slurm/slurm.conf`` to the other one (``LOCAL_SLURM_ETC_LINK``).
+    ``port_base`` and ``etc_link`` left at None keep what the environment says."""
     ensure_installed()
-    proc = _script("up", str(state_dir), timeout=300)
+    settings = {"LOCAL_SLURM_NODES": str(nodes)}
+    if port_base is not None:
+        settings["LOCAL_SLURM_PORT_BASE"] = str(port_base)
+    if etc_link is not None:
+        settings["LOCAL_SLURM_ETC_LINK"] = "1" if etc_link else "0"
+    proc = _script("up", str(state_dir), timeout=300, env=settings)
     if proc.returncode != 0:
         raise RuntimeError(f"local-slurm.sh up {state_dir} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     extra = {}
@@ -92,10 +103,11 @@ def cluster_status(state_dir: str | Path) -> subprocess.CompletedProcess:
 
 
 def daemon_pids(state_dir: str | Path) -> dict[str, int]:
-    """The PIDs in the cluster's PID files (daemons not started, or stopped, have none)."""
+    """The PIDs in the cluster's PID files (daemons not started, or stopped, have none); a cluster
+    of two nodes has a slurmd-<node> for each node in place of slurmd."""
     run = Path(state_dir) / "run"
     pids = {}
-    for name in DAEMONS:
+    for name in (*DAEMONS, *sorted(f.stem for f in run.glob("slurmd-*.pid"))):
         text = (run / f"{name}.pid").read_text().strip() if (run / f"{name}.pid").exists() else ""
         if text.isdigit():
             pids[name] = int(text)
@@ -127,6 +139,10 @@ class SlurmCluster:
     def sbatch(self, *args: str) -> str:
         """Submit with ``sbatch --parsable ARGS``; the job id."""
         return self.run("sbatch", "--parsable", *args).stdout.strip().split(";")[0]
+
+    def nodes(self) -> list[str]:
+        """The names of the cluster's nodes (``sinfo -N``)."""
+        return self.run("sinfo", "-h", "-N", "-o", "%N").stdout.split()
 
     def node(self) -> dict[str, str]:
         """The node as ``scontrol show node`` reports it (NodeName, CPUTot, RealMemory, State, ...)."""

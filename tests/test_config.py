@@ -161,3 +161,22 @@ def test_check_config_accepts_what_snakemake_accepts(tmp_path):
 def test_validation_does_not_change_a_valid_config_twice(production):
     again = gconfig.validate(copy.deepcopy(production))
     assert again == production
+
+
+# --- resources that fit the machines a config is meant for ---------------------------------------
+
+def test_the_demo_fits_a_small_node():
+    """The demo runs on a 2-core, 8 GB machine or node: no job of it asks for more."""
+    demo = gconfig.load(REPO / "configs" / "demo.yaml")
+    requests = workflow.job_requests(demo, gconfig.judges(demo))
+    assert {"check_sft_lengths (train.length_guard)", "train_genrm tiny-instruct",
+            "judge_rewardbench tiny-reward"} <= set(requests)
+    assert workflow.requests_beyond(requests, cpus=2, mem_mb=8000) == []
+
+
+def test_requests_beyond_the_largest_node_are_named(production):
+    requests = workflow.job_requests(production, gconfig.judges(production))
+    beyond = workflow.requests_beyond(requests, cpus=64, mem_mb=512000)
+    assert any(b.startswith("train_genrm qwen2.5-32b asks for 96 CPUs and 800000 MB") for b in beyond)
+    assert not any("llama3.1-8b" in b for b in beyond)  # 64 CPUs, 256000 MB: fits
+    assert all("the largest node has 64 CPUs and 512000 MB" in b for b in beyond)

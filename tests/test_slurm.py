@@ -43,7 +43,7 @@ def path_without(programs, shadow_root: Path) -> str:
         shadow = shadow_root / f"{i}"
         shadow.mkdir(parents=True, exist_ok=True)
         for entry in Path(d).iterdir():
-            if entry.name not in programs and not (shadow / entry.name).exists():
+            if entry.name not in programs and not os.path.lexists(shadow / entry.name):
                 (shadow / entry.name).symlink_to(entry)
         dirs.append(str(shadow))
     return os.pathsep.join(d for d in dirs if d)
