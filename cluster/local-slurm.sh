@@ -161,8 +161,9 @@ wait_for() {
 show_log() { [[ -f $1 ]] && { say "last lines of $1:"; tail -n 20 "$1" >&2; }; return 0; }
 
 # --- up: the nodes --------------------------------------------------------------------------------------
-# sets HOST (this host's name), NODE_NAMES (the nodes, in slurm.conf order), SLURMDS (their slurmd daemon names), NODE_LINES
-# (their slurm.conf lines) and SLURMD_FILES (slurmd's PID, spool and log settings)
+# sets HOST (this host's name), NODE_NAMES (the nodes, in slurm.conf order), SLURMDS (their slurmd
+# daemon names), NODE_LINES (their slurm.conf lines), SLURMD_FILES (slurmd's PID, spool and log
+# settings) and TASK_PLUGIN
 plan_nodes() {
     # the node line from the hardware, as slurmd sees it; a little memory is kept back for the system
     local node_line node mem half
@@ -182,6 +183,7 @@ $node_line NodeAddr=127.0.0.1 State=UNKNOWN"
             SLURMD_FILES="SlurmdSpoolDir=$SLURMD_SPOOL
 SlurmdPidFile=$(pid_file slurmd)
 SlurmdLogFile=$LOG/slurmd.log"
+            TASK_PLUGIN=task/affinity
             ;;
         2)
             # named after this host and 'localhost': the two names that resolve to this machine without
@@ -199,6 +201,9 @@ NodeName=localhost NodeHostname=$node NodeAddr=127.0.0.1 Port=$SLURMD2_PORT $sha
             SLURMD_FILES="SlurmdSpoolDir=$SLURMD_SPOOL-%n
 SlurmdPidFile=$RUN/slurmd-%n.pid
 SlurmdLogFile=$LOG/slurmd-%n.log"
+            # no binding: task/affinity would pin the tasks of both nodes to the same CPU (each node's
+            # CPU 0 is this machine's CPU 0)
+            TASK_PLUGIN=task/none
             ;;
         *) die "LOCAL_SLURM_NODES must be 1 or 2, not '$NODES'" ;;
     esac
@@ -253,7 +258,7 @@ SlurmctldDebug=info
 SlurmdDebug=info
 # process tracking and task binding that need no cgroup delegation
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/affinity
+TaskPlugin=$TASK_PLUGIN
 JobAcctGatherType=jobacct_gather/none
 MpiDefault=none
 # cores and memory are consumable: jobs share the node, each gets what it asks for
@@ -275,6 +280,8 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$DBD_PORT
 AccountingStoragePass=$MUNGE_SOCKET
+# keep each job's --comment (the Snakemake SLURM plugin names the rule there) for sacct
+AccountingStoreFlags=job_comment
 JobCompType=jobcomp/none
 $NODE_LINES
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP

@@ -46,8 +46,9 @@ def snakemake_cmd(workdir: Path, profile: Path, *args: str) -> list[str]:
 
 
 def slurm_jobs(cluster, since: str) -> list[dict]:
-    """Every job of accounting since ``since``: id, rule (from the plugin's --comment), state, CPUs,
-    requested memory, time limit."""
+    """Every job of accounting since ``since``: id, rule and wildcard values (from the plugin's
+    --comment, ``rule_<rule>_wildcards_<values joined by _>``), state, CPUs, requested memory,
+    time limit."""
     fields = ("JobID", "Comment", "State", "AllocCPUS", "ReqMem", "Timelimit")
     out = cluster.run("sacct", "-X", "-n", "-P", "-S", since, "-o", ",".join(fields)).stdout
     jobs = []
@@ -84,23 +85,28 @@ def slurm_run(local_slurm, tmp_path_factory):
     profile = slurm_profile(tmp_path_factory.mktemp("profile"))
     since = time.strftime("%Y-%m-%dT%H:%M:%S")
     shards = workdir / "results" / "eval" / CANCELLED_JUDGE / "predictions.jsonl.shards"
-    proc = subprocess.Popen(snakemake_cmd(workdir, profile), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=local_slurm.env, start_new_session=True)
+    log = workdir.with_name(workdir.name + ".log")  # a file, not a pipe nobody reads while it runs
+    with open(log, "w") as out:
+        proc = subprocess.Popen(snakemake_cmd(workdir, profile), stdout=out, stderr=subprocess.STDOUT, text=True,
+                                env=local_slurm.env, start_new_session=True)
     cancelled = None
     try:
-        deadline = time.monotonic() + 1500
+        deadline = time.monotonic() + 2400
         while proc.poll() is None and time.monotonic() < deadline:
             if cancelled is None and any(shards.glob("shard-*.jsonl")):
-                running = [j for j in slurm_jobs(local_slurm, since) if j["rule"] == "judge_rewardbench"
-                           and j["wildcards"] == f"judge={CANCELLED_JUDGE}" and j["State"] == "RUNNING"]
+                # the controller's view of running jobs: id and the plugin's --comment
+                queue = local_slurm.run("squeue", "-h", "-t", "RUNNING", "-o", "%i|%k").stdout.split()
+                wanted = f"rule_judge_rewardbench_wildcards_{CANCELLED_JUDGE}"  # the plugin's comment
+                running = [line.split("|")[0] for line in queue if line.split("|")[1] == wanted]
                 if running:
-                    cancelled = running[0]["JobID"]
+                    cancelled = running[0]
                     local_slurm.run("scancel", cancelled)
-            time.sleep(0.3)
-        output = proc.communicate(timeout=60)[0]
+            time.sleep(0.1)
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, 9)
+    output = log.read_text()
     assert proc.returncode == 0, output[-6000:]
     return {"workdir": workdir, "since": since, "cancelled": cancelled, "output": output, "profile": profile}
 
@@ -123,7 +129,7 @@ def test_every_job_goes_through_sbatch_and_completes_with_its_declared_resources
         assert int(job["AllocCPUS"]) == train["cpus_per_task"]
         assert mem_mb(job["ReqMem"]) == train["mem_mb"] and minutes(job["Timelimit"]) == train["runtime"]
     for job in by_rule["judge_rewardbench"]:
-        declared = workflow.judge_resources(config, judges[job["wildcards"].removeprefix("judge=")])
+        declared = workflow.judge_resources(config, judges[job["wildcards"]])
         assert int(job["AllocCPUS"]) == declared["cpus_per_task"]
         assert mem_mb(job["ReqMem"]) == declared["mem_mb"] and minutes(job["Timelimit"]) == declared["runtime"]
     guard = config["train"]["length_guard"]
@@ -141,7 +147,7 @@ def test_the_tables_equal_a_local_run(slurm_run, demo_run):
 def test_a_cancelled_judging_job_is_resubmitted_and_judges_only_its_missing_shards(slurm_run, local_slurm):
     assert slurm_run["cancelled"], "the judging job finished before it could be cancelled"
     jobs = [j for j in slurm_jobs(local_slurm, slurm_run["since"])
-            if j["rule"] == "judge_rewardbench" and j["wildcards"] == f"judge={CANCELLED_JUDGE}"]
+            if j["rule"] == "judge_rewardbench" and j["wildcards"] == CANCELLED_JUDGE]
     states = {j["JobID"]: j["State"].split()[0] for j in jobs}
     assert states[slurm_run["cancelled"]] == "CANCELLED" and list(states.values())[-1] == "COMPLETED"
     log = (slurm_run["workdir"] / "logs" / "judge_rewardbench" / f"{CANCELLED_JUDGE}.log").read_text()

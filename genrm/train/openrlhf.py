@@ -131,8 +131,13 @@ def train_sft_args(s: OpenRLHFSettings, *, model_dir: str, rows: str, output_dir
     return args + [str(a) for a in s.extra_args]
 
 
-def launcher(s: OpenRLHFSettings) -> list[str]:
-    """torchrun on one node, or one torchrun per node started by srun."""
+def launcher(s: OpenRLHFSettings, *, step_gpus: bool = True) -> list[str]:
+    """torchrun on one node, or one torchrun per node started by srun.
+
+    ``step_gpus=False`` leaves ``--gpus-per-node`` off the srun step (a step is given all the
+    generic resources of its job by default); a cluster without GPUs refuses the flag ("srun:
+    error: Invalid generic resource (gres) specification"), e.g. the local test cluster.
+    """
     nodes, gpus = s.nodes, s.gpus_per_node
     if nodes == 1:
         return ["torchrun", "--standalone", "--nnodes=1", f"--nproc-per-node={gpus}"]
@@ -141,7 +146,8 @@ def launcher(s: OpenRLHFSettings) -> list[str]:
         # The job's shell runs on the first node of the allocation; srun starts one
         # task per node inside the same allocation (SLURM_JOB_ID).
         "srun", f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1",
-        f"--gpus-per-node={gpus}", f"--cpus-per-task={s.cpus_per_task}", "--mem=0",
+        *([f"--gpus-per-node={gpus}"] if step_gpus else []),
+        f"--cpus-per-task={s.cpus_per_task}", "--mem=0",
         "--kill-on-bad-exit=1",
         "torchrun", f"--nnodes={nodes}", f"--nproc-per-node={gpus}", "--rdzv-backend=c10d",
         Shell(f"--rdzv-endpoint=$(python -m genrm openrlhf head-node):{port}"),
