@@ -39,7 +39,7 @@ def test_modes_per_judge_kind_and_parallelism_per_size(production):
     assert settings["qwen2.5-72b"].tensor_parallel_size == 4
     assert settings["qwen2.5-32b__verify"].tensor_parallel_size == 2
     assert settings["llama3.1-8b"].tensor_parallel_size == 1
-    assert all(s.backend == "vllm" and s.max_model_len == 8192 for s in settings.values())
+    assert all(s.backend == "vllm" and s.max_model_len == 32768 for s in settings.values())  # as published
     resources = {name: workflow.judge_resources(production, j) for name, j in judges.items()}
     assert resources["qwen2.5-72b__verify"]["gpu"] == 4 and resources["skywork-reward-llama3.1-8b"]["gpu"] == 1
 
@@ -47,13 +47,13 @@ def test_modes_per_judge_kind_and_parallelism_per_size(production):
 def test_a_key_given_in_a_config_overrides_only_that_key():
     config = raw()
     config.setdefault("judge", {})["tensor_parallel"] = {"72b": 8}
-    config.setdefault("train", {}).setdefault("openrlhf", {})["presets"] = {"7b": {"micro_batch_size": 1}}
+    config.setdefault("train", {}).setdefault("openrlhf", {})["presets"] = {"7b": {"micro_batch_size": 2}}
     gconfig.validate(config)
     judges = {j.name: j for j in gconfig.judges(config)}
     assert gconfig.judge_settings(config, judges["qwen2.5-72b"]).tensor_parallel_size == 8
     assert gconfig.judge_settings(config, judges["qwen2.5-32b"]).tensor_parallel_size == 2  # built-in kept
     seven = gconfig.openrlhf_settings(config, "qwen2.5-7b")
-    assert seven.micro_batch_size == 1
+    assert seven.micro_batch_size == 2
     assert seven.mem_mb == 256000 and seven.runtime == 720  # the rest of the built-in preset kept
 
 
@@ -80,7 +80,7 @@ def test_no_tiny_block_unless_the_source_is_tiny(production):
 def test_settings_fields_are_the_schema_keys_and_have_no_defaults():
     """Defaults are written once, in the schema: the typed settings declare none."""
     schema = load_schema()["properties"]
-    judge_keys = set(schema["judge"]["properties"]) - {"modes", "tensor_parallel", "mem_mb", "runtime"}
+    judge_keys = set(schema["judge"]["properties"]) - set(gconfig.JOB_LEVEL_JUDGE_KEYS)
     trl_keys = set(schema["train"]["properties"]["trl"]["properties"])
     openrlhf_keys = set(schema["train"]["$defs"]["openrlhf_settings"]["properties"]) | {
         "checkpoint_dir", "keep_checkpoints", "rdzv_port", "size"}

@@ -104,7 +104,7 @@ def test_every_production_command_parses(parser, production, model, method):
     assert args.data.dataset == f"results/sft/{method}/rows.jsonl"
     assert (args.data.input_key, args.data.output_key) == ("prompt", "response")
     assert args.data.apply_chat_template is True
-    assert args.data.max_len == settings.max_len
+    assert args.data.max_len == settings.max_len == 32768  # as published
     assert args.data.max_samples >= 10**8  # OpenRLHF's default silently keeps 1,000,000 rows
     assert args.model.pretrain_mode_enable is False and args.data.multiturn is False
     # the published recipe
@@ -258,7 +258,7 @@ def test_overrides_change_only_what_they_name(production):
     s72, s7, s8 = (gconfig.openrlhf_settings(cfg, m) for m in ("qwen2.5-72b", "qwen2.5-7b", "llama3.1-8b"))
     assert s72.nodes == 8 and s72.ring_attn_size == 2 and s72.adam_offload  # rest of the preset kept
     assert (s7.micro_batch_size, s7.runtime, s7.mem_mb) == (4, 60, 256000)
-    assert s8.micro_batch_size == 2 and s8.runtime == 720
+    assert s8.micro_batch_size == 1 and s8.runtime == 720
     assert {s.save_steps for s in (s72, s7, s8)} == {50}
     assert {s.global_batch_size for s in (s72, s7, s8)} == {128}  # the rest of `common` kept
     assert s72.checkpoint_dir == "results/checkpoints"  # job-level defaults filled too

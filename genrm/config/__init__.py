@@ -21,8 +21,8 @@ from genrm import published
 from genrm.config.schema import ConfigError, check, load_schema
 from genrm.config.settings import JudgeSettings, OpenRLHFSettings, TrlSettings, as_dict, from_dict
 
-__all__ = ["ConfigError", "Judge", "JudgeSettings", "OpenRLHFSettings", "TrlSettings", "as_dict", "from_dict",
-           "genrm_name", "genrms", "judge_settings", "judges", "load", "load_schema", "model_entry",
+__all__ = ["ConfigError", "Judge", "JudgeSettings", "OpenRLHFSettings", "TrlSettings", "agreement_sample", "as_dict",
+           "from_dict", "genrm_name", "genrms", "judge_settings", "judges", "load", "load_schema", "model_entry",
            "openrlhf_settings", "published_key", "train_max_len", "trl_settings", "validate"]
 
 
@@ -153,11 +153,25 @@ def judge_settings(config: dict, judge: Judge) -> JudgeSettings:
     """The settings of one judging job: the ``judge`` block with the mode of the judge's kind
     and the tensor parallel size of its size class resolved."""
     j = config["judge"]
-    values = {k: v for k, v in j.items() if k not in ("modes", "tensor_parallel", "mem_mb", "runtime")}
+    values = {k: v for k, v in j.items() if k not in JOB_LEVEL_JUDGE_KEYS}
     values["mode"] = "classifier" if judge.type == "classifier" else j["modes"][judge.kind]
     values["tensor_parallel_size"] = j["tensor_parallel"][judge.size]
     values["seed"] = config["seed"]
     return from_dict(JudgeSettings, values, "judge")
+
+
+# Keys of the judge block that are not settings of one judging job: resolved above (modes,
+# tensor_parallel), scheduler requests (mem_mb, runtime), or what the workflow runs besides
+# (agreement_sample: see agreement_sample()).
+JOB_LEVEL_JUDGE_KEYS = ("modes", "tensor_parallel", "mem_mb", "runtime", "agreement_sample")
+
+
+def agreement_sample(config: dict, judge: Judge) -> int:
+    """How many examples a judge judged in logprob mode judges again by greedy decoding (the
+    published protocol) to measure how often the two agree; 0 for every other judge."""
+    if judge_settings(config, judge).mode != "logprob":
+        return 0
+    return config["judge"]["agreement_sample"]
 
 
 # --- training ---------------------------------------------------------------------------
