@@ -135,14 +135,19 @@ def cmd_judge(a):
     from genrm.config import JudgeSettings, from_dict
     from genrm.judge.job import judge
 
-    judge(a.model, a.data, a.out, from_dict(JudgeSettings, _json(a.settings), "--settings"))
+    judge(a.model, a.data, a.out, from_dict(JudgeSettings, _json(a.settings), "--settings"), judging=a.judging,
+          sample=a.sample)
 
 
 def cmd_score(a):
     from genrm.evaluate import score_predictions
-    from genrm.io import read_jsonl, write_json
+    from genrm.io import read_json, read_jsonl, write_json
 
-    scores = score_predictions(read_jsonl(a.predictions))
+    greedy = None
+    if a.greedy:
+        greedy = {"rows": read_jsonl(a.greedy[0]), "judging": read_json(a.greedy[1])}
+    scores = score_predictions(read_jsonl(a.predictions), judging=read_json(a.judging) if a.judging else None,
+                               greedy=greedy)
     write_json(a.out, scores)
     print(json.dumps({k: scores[k] for k in ("score", "sections", "counts")}, indent=2))
 
@@ -289,11 +294,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True)
     s.add_argument("--data", required=True)
     s.add_argument("--settings", required=True, help="JSON: the judge's resolved settings")
+    s.add_argument("--sample", type=int, default=0,
+                   help="judge a sample of this many examples, drawn with the settings' seed (0: all)")
     s.add_argument("--out", required=True, help="predictions.jsonl")
+    s.add_argument("--judging", default=None,
+                   help="judging.json: how the predictions were produced (mode, backend, context used, shortened)")
     s.set_defaults(func=cmd_judge)
 
     s = sub.add_parser("score", help="predictions.jsonl -> scores.json (with diagnostics)")
     s.add_argument("--predictions", required=True)
+    s.add_argument("--judging", default=None, help="the judging.json of the predictions (kept as `protocol`)")
+    s.add_argument("--greedy", nargs=2, metavar=("SAMPLE", "JUDGING"), default=None,
+                   help="a logprob judge's greedy verdicts on a sample and their judging.json: the agreement "
+                        "of the two goes into the diagnostics")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_score)
 

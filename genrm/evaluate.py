@@ -19,7 +19,14 @@ Diagnostics (``diagnostics(rows)``, kept in ``scores.json``):
 - ``ties`` (classifiers): examples with equal rewards;
 - ``score_ci95``: a seeded bootstrap 95% interval of Score, resampling the
   examples of each subset with replacement (stratified, so every subset keeps
-  its size and the official weighting stays defined).
+  its size and the official weighting stays defined);
+- ``agreement_with_greedy`` (judges in logprob mode, when their greedy verdicts
+  on a sample are given): the share of parsed greedy verdicts equal to the
+  logprob verdict, over both orders of every sampled example, and how many
+  greedy verdicts were unparsed.
+
+``scores.json`` also keeps, as ``protocol``, the job's ``judging.json``: how the
+predictions were produced (mode, backend, the context used, shortened examples).
 """
 
 from __future__ import annotations
@@ -62,9 +69,11 @@ def overall_score(sections: dict[str, float | None]) -> float | None:
     return sum(values) / len(values)
 
 
-def score_predictions(rows: list[dict]) -> dict:
+def score_predictions(rows: list[dict], judging: dict | None = None, greedy: dict | None = None) -> dict:
     """The scores.json payload for one judge's predictions (fractions in [0, 1]), with the
-    judge's diagnostics (position bias, unparsed rate, bootstrap interval)."""
+    judge's diagnostics (position bias, unparsed rate, bootstrap interval), how the predictions
+    were produced (``judging``, kept as ``protocol``) and, for a judge in logprob mode, the
+    agreement with its greedy verdicts on a sample (``greedy``: ``{"rows", "judging"}``)."""
     accuracies, counts = subset_accuracies(rows)
     unknown = sorted(set(accuracies) - set(SUBSET_SECTION))
     if unknown:
@@ -81,7 +90,10 @@ def score_predictions(rows: list[dict]) -> dict:
             "per_subset": {s: counts[s] for s in SUBSETS if s in counts},
             "unparsed_verdicts": unparsed,
         },
-        "diagnostics": diagnostics(rows),
+        "protocol": judging,
+        "diagnostics": {**diagnostics(rows),
+                        **({"agreement_with_greedy": agreement_with_greedy(rows, greedy["rows"], greedy["judging"])}
+                           if greedy is not None else {})},
     }
 
 
@@ -164,3 +176,40 @@ def diagnostics(rows: list[dict], seed: int = BOOTSTRAP_SEED, samples: int = BOO
     if classifier:
         out["ties"] = sum(r["reward_chosen"] == r["reward_rejected"] for r in classifier)
     return out
+
+
+VERDICT_KEYS = ("verdict_chosen_a", "verdict_chosen_b")
+
+
+def agreement_with_greedy(rows: list[dict], greedy_rows: list[dict], greedy_judging: dict | None = None) -> dict:
+    """How often greedy decoding (the published protocol) gives the verdict that logprob mode gave,
+    on the examples of ``greedy_rows`` (the same judge, a sample, generate mode): over both orders,
+    the share of parsed greedy verdicts equal to the logprob verdict. Unparsed greedy verdicts are
+    counted, not compared. The mean example score of each mode on the sample is kept beside it."""
+    by_id = {r["id"]: r for r in rows}
+    if any(r["mode"] != "logprob" for r in rows) or any(g["mode"] != "generate" for g in greedy_rows):
+        raise ValueError("agreement with greedy: predictions in logprob mode and greedy rows in generate mode "
+                         "expected")
+    missing = [g["id"] for g in greedy_rows if g["id"] not in by_id]
+    if missing:
+        raise ValueError(f"agreement with greedy: {len(missing)} sampled examples are not among the predictions "
+                         f"(first: {missing[0]!r})")
+    compared = agree = unparsed = 0
+    for g in greedy_rows:
+        for key in VERDICT_KEYS:
+            if g[key] is None:
+                unparsed += 1
+                continue
+            compared += 1
+            agree += g[key] == by_id[g["id"]][key]
+    return {
+        "share": agree / compared if compared else None,
+        "agree": agree,
+        "compared": compared,
+        "unparsed_greedy": unparsed,
+        "verdicts": len(VERDICT_KEYS) * len(greedy_rows),
+        "examples": len(greedy_rows),
+        "mean_correct_logprob": _mean(by_id[g["id"]]["correct"] for g in greedy_rows),
+        "mean_correct_greedy": _mean(g["correct"] for g in greedy_rows),
+        "greedy": greedy_judging,
+    }

@@ -25,8 +25,13 @@ TRAINED = "results/models/{model}/{method}"
 CHECKPOINTS = "{checkpoint_dir}/{model}/{method}"
 TENSORBOARD = "logs/train_genrm/{model}/{method}.tensorboard"
 
-# judging and scoring, one folder per judge
+# judging and scoring, one folder per judge: the predictions, how they were produced (mode,
+# backend, context used, shortened examples), for judges in logprob mode the same judge's
+# greedy verdicts on a seeded sample (and how those were produced), and the scores
 PREDICTIONS = "results/eval/{judge}/predictions.jsonl"
+JUDGING = "results/eval/{judge}/judging.json"
+GREEDY_SAMPLE = "results/eval/{judge}/greedy_sample.jsonl"
+GREEDY_JUDGING = "results/eval/{judge}/greedy_sample.judging.json"
 SCORES = "results/eval/{judge}/scores.json"
 
 # tables and plots

@@ -5,6 +5,7 @@ importable and tested without Snakemake.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -15,6 +16,7 @@ import sys
 from genrm import paths
 from genrm.config import (
     Judge,
+    agreement_sample,
     as_dict,
     genrm_name,
     genrms,
@@ -79,9 +81,39 @@ def judge_resources(config: dict, judge: Judge) -> dict:
             "runtime": j["runtime"]}
 
 
-def judge_command(config: dict, judge: Judge, model_dir: str, data: str, out: str) -> str:
+def judge_command(config: dict, judge: Judge, model_dir: str, data: str, out: str, judging: str) -> str:
+    """The judging job of one judge: every example, its predictions and how they were produced."""
     return (f"python -m genrm judge --model {shlex.quote(model_dir)} --data {shlex.quote(data)}"
-            f" --settings {as_arg(judge_settings(config, judge))} --out {shlex.quote(out)}")
+            f" --settings {as_arg(judge_settings(config, judge))} --out {shlex.quote(out)}"
+            f" --judging {shlex.quote(judging)}")
+
+
+def greedy_sample_command(config: dict, judge: Judge, model_dir: str, data: str, out: str, judging: str) -> str:
+    """A judge in logprob mode judges a seeded sample again by greedy decoding (the published protocol),
+    with the same backend and settings otherwise."""
+    settings = dataclasses.replace(judge_settings(config, judge), mode="generate")
+    return (f"python -m genrm judge --model {shlex.quote(model_dir)} --data {shlex.quote(data)}"
+            f" --settings {as_arg(settings)} --sample {agreement_sample(config, judge)}"
+            f" --out {shlex.quote(out)} --judging {shlex.quote(judging)}")
+
+
+def score_inputs(config: dict, judge: Judge) -> dict[str, str]:
+    """What scoring one judge reads: its predictions and judging.json, and for a judge in logprob
+    mode (when judge.agreement_sample > 0) its greedy verdicts on the sample."""
+    inputs = {"predictions": paths.PREDICTIONS.format(judge=judge.name),
+              "judging": paths.JUDGING.format(judge=judge.name)}
+    if agreement_sample(config, judge):
+        inputs.update(greedy=paths.GREEDY_SAMPLE.format(judge=judge.name),
+                      greedy_judging=paths.GREEDY_JUDGING.format(judge=judge.name))
+    return inputs
+
+
+def score_command(inputs: dict, out: str) -> str:
+    """``python -m genrm score`` over the files ``score_inputs`` named."""
+    words = ["python", "-m", "genrm", "score", "--predictions", inputs["predictions"], "--judging", inputs["judging"]]
+    if "greedy" in inputs:
+        words += ["--greedy", inputs["greedy"], inputs["greedy_judging"]]
+    return " ".join(shlex.quote(str(w)) for w in [*words, "--out", out])
 
 
 # --- training ------------------------------------------------------------------------

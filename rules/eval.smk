@@ -9,16 +9,20 @@ EVAL_ENV = "../envs/eval.yaml" if config["judge"]["backend"] == "vllm" else "../
 # Resumable: finished shards are kept in results/eval/{judge}/predictions.jsonl.shards/
 # (not a declared output, so Snakemake leaves it when a job fails); a rerun with the
 # same model, data and settings judges only the missing shards. predictions.jsonl
-# appears only when every shard is done.
+# appears only when every shard is done, with judging.json beside it: how the
+# predictions were produced (mode, backend, the context used, shortened examples).
 rule judge_rewardbench:
     input:
         data=P.REWARDBENCH,
         model=lambda w: W.judge_model_dir(JUDGES[w.judge]),
     output:
-        P.PREDICTIONS,
+        predictions=P.PREDICTIONS,
+        judging=P.JUDGING,
     params:
         # printed in full by `snakemake -n -p` (genrm.workflow.judge_command)
-        command=lambda w, input, output: W.judge_command(config, JUDGES[w.judge], input.model, input.data, output[0]),
+        command=lambda w, input, output: W.judge_command(
+            config, JUDGES[w.judge], input.model, input.data, output.predictions, output.judging
+        ),
     threads: config["judge"]["threads"]
     resources:
         # gpu: GPUs of the job (sbatch --gpus), the vLLM tensor parallel size of the
@@ -37,11 +41,44 @@ rule judge_rewardbench:
         "{params.command} > {log} 2>&1"
 
 
+# A judge judged in logprob mode (our GenRMs) judges a seeded sample of
+# judge.agreement_sample examples again by greedy decoding, the published protocol, with
+# the same backend and settings; scoring reports how often the two verdicts agree.
+rule judge_greedy_sample:
+    input:
+        data=P.REWARDBENCH,
+        model=lambda w: W.judge_model_dir(JUDGES[w.judge]),
+    output:
+        sample=P.GREEDY_SAMPLE,
+        judging=P.GREEDY_JUDGING,
+    params:
+        command=lambda w, input, output: W.greedy_sample_command(
+            config, JUDGES[w.judge], input.model, input.data, output.sample, output.judging
+        ),
+    threads: config["judge"]["threads"]
+    resources:
+        # the resources of the judge's own judging job (GPUs: its tensor parallel size)
+        gpu=lambda w: W.judge_resources(config, JUDGES[w.judge])["gpu"],
+        cpus_per_task=lambda w: W.judge_resources(config, JUDGES[w.judge])["cpus_per_task"],
+        mem_mb=lambda w: W.judge_resources(config, JUDGES[w.judge])["mem_mb"],
+        runtime=lambda w: W.judge_resources(config, JUDGES[w.judge])["runtime"],
+    log:
+        "logs/judge_greedy_sample/{judge}.log",
+    benchmark:
+        "benchmarks/judge_greedy_sample/{judge}.tsv"
+    conda:
+        EVAL_ENV
+    shell:
+        "{params.command} > {log} 2>&1"
+
+
 rule score_judge:
     input:
-        P.PREDICTIONS,
+        unpack(lambda w: W.score_inputs(config, JUDGES[w.judge])),
     output:
         P.SCORES,
+    params:
+        command=lambda w, input, output: W.score_command(dict(input.items()), output[0]),
     log:
         "logs/score_judge/{judge}.log",
     benchmark:
@@ -49,4 +86,4 @@ rule score_judge:
     conda:
         "../envs/report.yaml"
     shell:
-        "python -m genrm score --predictions {input} --out {output} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"

@@ -44,6 +44,23 @@ def test_modes_per_judge_kind_and_parallelism_per_size(production):
     assert resources["qwen2.5-72b__verify"]["gpu"] == 4 and resources["skywork-reward-llama3.1-8b"]["gpu"] == 1
 
 
+def test_greedy_sample_for_judges_in_logprob_mode_only(production):
+    judges = {j.name: j for j in gconfig.judges(production)}
+    samples = {name: gconfig.agreement_sample(production, j) for name, j in judges.items()}
+    assert {name for name, n in samples.items() if n} == {f"{m}__{meth}" for m, meth in gconfig.genrms(production)}
+    assert set(samples.values()) == {0, 200}
+    genrm = judges["qwen2.5-7b__verify"]
+    inputs = workflow.score_inputs(production, genrm)
+    assert inputs["greedy"] == "results/eval/qwen2.5-7b__verify/greedy_sample.jsonl"
+    assert "--greedy results/eval/qwen2.5-7b__verify/greedy_sample.jsonl" in workflow.score_command(inputs, "s.json")
+    command = workflow.greedy_sample_command(production, genrm, "m", "d", "o", "j")
+    assert '"mode": "generate"' in command and "--sample 200" in command
+    assert set(workflow.score_inputs(production, judges["qwen2.5-7b"])) == {"predictions", "judging"}
+    off = copy.deepcopy(production)
+    off["judge"]["agreement_sample"] = 0
+    assert "greedy" not in workflow.score_inputs(off, genrm)
+
+
 def test_a_key_given_in_a_config_overrides_only_that_key():
     config = raw()
     config.setdefault("judge", {})["tensor_parallel"] = {"72b": 8}

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from genrm.evaluate import bootstrap_score_ci, diagnostics, score_predictions
+from genrm.evaluate import agreement_with_greedy, bootstrap_score_ci, diagnostics, score_predictions
 from genrm.protocol import SUBSETS, classifier_row, example_score
 from genrm.report.tables import write_diagnostics_table
 
@@ -109,3 +109,54 @@ def test_diagnostics_table_and_its_command(tmp_path):
     mismatch = subprocess.run([sys.executable, "-m", "genrm", "diagnostics", "--judges", json.dumps(judges[:1]),
                                "--scores", str(a), str(b), "--out-dir", str(out)], capture_output=True, text=True)
     assert mismatch.returncode == 2 and "1 judges but 2 score files" in mismatch.stderr
+
+
+# --- agreement of logprob verdicts with greedy decoding -------------------------------------------
+
+def logprob_rows():
+    return [gen_row(i, "hep-go", va, vb, mode="logprob", p_a_chosen_a=0.5, p_a_chosen_b=0.5)
+            for i, (va, vb) in enumerate([("A", "B"), ("A", "A"), ("B", "B"), ("A", "B"), (None, "B")])]
+
+
+def test_agreement_with_greedy_counts_parsed_verdicts_of_both_orders():
+    greedy = [gen_row(0, "hep-go", "A", "B"),  # both agree
+              gen_row(1, "hep-go", "A", "B"),  # second order differs
+              gen_row(2, "hep-go", None, "B"),  # first unparsed, second agrees
+              gen_row(4, "hep-go", "A", None)]  # logprob tie (None) vs A: differs; second unparsed
+    a = agreement_with_greedy(logprob_rows(), greedy, {"mode": "generate"})
+    assert (a["agree"], a["compared"], a["unparsed_greedy"], a["verdicts"], a["examples"]) == (4, 6, 2, 8, 4)
+    assert a["share"] == pytest.approx(4 / 6)
+    assert a["mean_correct_greedy"] == pytest.approx((1 + 1 + 0.75 + 0.75) / 4)
+    assert a["mean_correct_logprob"] == pytest.approx((1 + 0.5 + 0.5 + 0.75) / 4)  # ids 0, 1, 2, 4
+    assert a["greedy"] == {"mode": "generate"}
+    assert agreement_with_greedy(logprob_rows(), [gen_row(2, "hep-go", None, None)])["share"] is None
+
+
+def test_agreement_with_greedy_refuses_rows_that_do_not_match():
+    with pytest.raises(ValueError, match="not among the predictions"):
+        agreement_with_greedy(logprob_rows(), [gen_row(99, "hep-go", "A", "B")])
+    with pytest.raises(ValueError, match="generate mode expected"):
+        agreement_with_greedy(logprob_rows(), [gen_row(0, "hep-go", "A", "B", mode="logprob")])
+
+
+def test_score_command_keeps_the_protocol_and_the_agreement(tmp_path):
+    from genrm.io import read_json, write_json, write_jsonl
+
+    rows = [dict(r, mode="logprob", p_a_chosen_a=0.5, p_a_chosen_b=0.5) for r in full_rows()]
+    greedy = [dict(r, verdict_chosen_b=None) if k % 2 else r for k, r in enumerate(full_rows()[:10])]
+    for name, data in (("p.jsonl", rows), ("g.jsonl", greedy)):
+        write_jsonl(tmp_path / name, data)
+    judging = {"mode": "logprob", "max_model_len": 4096, "shortened": 0}
+    write_json(tmp_path / "j.json", judging)
+    write_json(tmp_path / "gj.json", {"mode": "generate", "sample": {"size": 10}})
+    proc = subprocess.run([sys.executable, "-m", "genrm", "score", "--predictions", str(tmp_path / "p.jsonl"),
+                           "--judging", str(tmp_path / "j.json"), "--greedy", str(tmp_path / "g.jsonl"),
+                           str(tmp_path / "gj.json"), "--out", str(tmp_path / "s.json")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    scores = read_json(tmp_path / "s.json")
+    assert scores["protocol"] == judging
+    a = scores["diagnostics"]["agreement_with_greedy"]
+    assert (a["agree"], a["compared"], a["unparsed_greedy"]) == (15, 15, 5) and a["share"] == 1.0
+    assert a["greedy"] == {"mode": "generate", "sample": {"size": 10}}
+    assert "agreement_with_greedy" not in score_predictions(rows)["diagnostics"]

@@ -253,6 +253,46 @@ def test_classifier_job_shortens_and_counts(tiny_classifier_dir, job_data, tmp_p
     assert all(p["mode"] == "classifier" and "verdict_chosen_a" not in p for p in preds)
 
 
+def test_judge_job_records_the_context_it_used_and_what_it_shortened(tiny_model_dir, job_data, tmp_path):
+    """judging.json says how the predictions were produced: the context after fit_context lowered the
+    configured one to the model's 4096 positions, and exactly the shortened rows."""
+    from genrm.io import read_json
+
+    path, rows = job_data
+    out, record = tmp_path / "predictions.jsonl", tmp_path / "judging.json"
+    settings = judge_settings("logprob", max_model_len=32768, shard_size=6, token_budget=8192)
+    judge(str(tiny_model_dir), str(path), str(out), settings, judging=str(record))
+    preds, got = read_jsonl(out), read_json(record)
+    assert got["mode"] == "logprob" and got["backend"] == "transformers" and got["dtype"] == "float32"
+    assert (got["max_model_len"], got["configured_max_model_len"]) == (4096, 32768)
+    assert got["max_new_tokens"] is None and got["tensor_parallel_size"] is None and got["sample"] is None
+    assert got["examples"] == len(preds) == len(rows)
+    assert got["shortened"] == sum(p["shortened"] for p in preds)
+    short = tmp_path / "short"
+    judge(str(tiny_model_dir), str(path), str(short / "p.jsonl"),
+          judge_settings("generate", max_model_len=384, max_new_tokens=4, shard_size=6), judging=str(short / "j.json"))
+    got = read_json(short / "j.json")
+    assert (got["mode"], got["max_model_len"], got["configured_max_model_len"], got["max_new_tokens"]) == (
+        "generate", 384, 384, 4)
+    assert got["shortened"] == sum(p["shortened"] for p in read_jsonl(short / "p.jsonl")) > 0
+
+
+def test_judge_job_on_a_seeded_sample(tiny_model_dir, job_data, tmp_path):
+    from genrm.io import read_json
+    from genrm.judge.job import sample_indices
+
+    path, rows = job_data
+    settings = judge_settings("generate", max_model_len=384, max_new_tokens=4, shard_size=2)
+    out, record = tmp_path / "greedy_sample.jsonl", tmp_path / "greedy_sample.judging.json"
+    judge(str(tiny_model_dir), str(path), str(out), settings, judging=str(record), sample=5)
+    ids = [p["id"] for p in read_jsonl(out)]
+    chosen = sample_indices(len(rows), 5, settings.seed)
+    assert ids == [rows[i]["id"] for i in chosen] and len(set(ids)) == 5  # in data order
+    assert read_json(record)["sample"] == {"size": 5, "of": len(rows), "seed": settings.seed}
+    assert sample_indices(len(rows), 5, settings.seed + 1) != chosen
+    assert sample_indices(len(rows), 50, 0) == list(range(len(rows)))  # larger than the data: all of it
+
+
 def test_logprob_rows_from_logprobs():
     import math
 

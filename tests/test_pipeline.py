@@ -20,7 +20,7 @@ from genrm.io import read_json, read_jsonl, write_jsonl
 from genrm.protocol import SUBSETS
 
 PRODUCTION_JOBS = {"download_data": 2, "fetch_model": 7, "format_sft": 2, "train_genrm": 6,
-                   "judge_rewardbench": 13, "score_judge": 13, "tables": 1}
+                   "judge_rewardbench": 13, "judge_greedy_sample": 6, "score_judge": 13, "tables": 1}
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -37,14 +37,26 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 def test_production_dry_run_lists_every_job(tmp_path):
-    proc = snakemake(["-n", "--cores", "8"], tmp_path)
+    proc = snakemake(["-n", "-p", "--cores", "8"], tmp_path)
     counts = job_counts(proc.stdout)
     for rule, n in PRODUCTION_JOBS.items():
         assert counts.get(rule) == n, (rule, counts)
     for model in ("llama3.1-8b", "qwen2.5-7b", "qwen2.5-14b", "qwen2.5-32b", "qwen2.5-72b"):
         assert f"results/models/{model}/verify" in proc.stdout
         assert f"results/eval/{model}/predictions.jsonl" in proc.stdout
+        assert f"results/eval/{model}/judging.json" in proc.stdout
+        assert f"results/eval/{model}__verify/greedy_sample.jsonl" in proc.stdout  # GenRMs: logprob mode
+    assert "results/eval/qwen2.5-7b/greedy_sample.jsonl" not in proc.stdout  # base models: greedy already
     assert "results/models/llama3.1-8b/verify_correct" in proc.stdout
+    # the published training context in every training command, the published judging context in every judge job
+    commands = [line for line in proc.stdout.splitlines() if "openrlhf.cli.train_sft" in line]
+    assert len(commands) == PRODUCTION_JOBS["train_genrm"]
+    assert all(" --data.max_len 32768 " in c and " --train.micro_batch_size 1 " in c for c in commands)
+    judging = [line for line in proc.stdout.splitlines() if "python -m genrm judge " in line]
+    assert len(judging) == PRODUCTION_JOBS["judge_rewardbench"] + PRODUCTION_JOBS["judge_greedy_sample"]
+    assert all('"max_model_len": 32768' in c and '"max_new_tokens": 1024' in c for c in judging)
+    greedy = [c for c in judging if " --sample " in c]
+    assert len(greedy) == 6 and all('"mode": "generate"' in c and " --sample 200 " in c for c in greedy)
 
 
 @pytest.mark.parametrize(

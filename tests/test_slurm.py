@@ -161,6 +161,14 @@ def test_cpu_jobs_use_the_cpu_partition(slurm_dry_run):
             assert "gpu" not in job["resources"]
 
 
+@dryrun
+def test_every_job_asking_for_gpus_goes_to_the_gpu_partition(slurm_dry_run):
+    gpu_jobs = [j for j in slurm_dry_run if int(j["resources"].get("gpu", "0") or 0) > 0]
+    assert {j["rule"] for j in gpu_jobs} == {"train_genrm", "judge_rewardbench", "judge_greedy_sample"}
+    for job in gpu_jobs:
+        assert job["resources"]["slurm_partition"] == "YOUR_GPU_PARTITION", job
+
+
 # --- what the SLURM executor plugin makes of these resources ------------------------
 
 

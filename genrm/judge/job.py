@@ -10,6 +10,12 @@ Work is done in shards (``genrm.judge.shards``) kept beside the output; a
 restarted job reuses every finished shard whose fingerprint matches: the model's
 files, the data, the prompt template, the backend and its compute dtype, and
 every setting that changes a prediction.
+
+Beside its predictions a job writes how they were produced (``judging.json``):
+the mode, backend and dtype, the context actually used (``max_model_len`` after
+``fit_context`` lowered it to the model's own limit), the generation cap, and how
+many examples were shortened to fit. A job may judge a seeded sample of the data
+instead of all of it (the greedy verdicts that a logprob judge is compared with).
 """
 
 from __future__ import annotations
@@ -17,16 +23,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import random
 import sys
 import time
 from pathlib import Path
 
 from genrm import paths
 from genrm.config import JudgeSettings
-from genrm.io import write_jsonl
+from genrm.io import write_json, write_jsonl
 from genrm.judge.backends import make_runner
 from genrm.judge.device import compute_dtype
-from genrm.judge.examples import load_examples
+from genrm.judge.examples import fit_context, load_examples
 from genrm.judge.shards import ShardStore
 from genrm.protocol import PROMPT_TEMPLATE
 
@@ -35,11 +42,20 @@ log = logging.getLogger(__name__)
 ROW_FORMAT = 3  # bump when the prediction rows change shape
 
 
-def judge(model: str, data: str, out: str, settings: JudgeSettings) -> None:
-    """Judge every example of ``data`` with ``model``; write ``out`` (predictions.jsonl) when complete."""
+def judge(model: str, data: str, out: str, settings: JudgeSettings, judging: str | None = None,
+          sample: int = 0) -> None:
+    """Judge every example of ``data`` with ``model`` (or, with ``sample`` > 0, a sample of that many
+    drawn with ``settings.seed``); write ``out`` (predictions.jsonl) when complete, and ``judging``
+    (how the predictions were produced) beside it."""
     examples = load_examples(data)
+    available = len(examples)
+    if sample:
+        examples = [examples[i] for i in sample_indices(available, sample, settings.seed)]
+        log.info("a sample of %d of the %d examples (seed %d)", len(examples), available, settings.seed)
+    configured = settings
+    settings = fit_context(settings, model)  # the context the backends will use
     dtype = compute_dtype()
-    store = ShardStore(paths.shards_dir(out), fingerprint(model, data, settings, dtype), len(examples),
+    store = ShardStore(paths.shards_dir(out), fingerprint(model, data, settings, dtype, sample), len(examples),
                        settings.shard_size)
     pending = store.pending()
     log.info("%d examples in %d shards: %d done, %d to judge", len(examples), store.n_shards,
@@ -50,14 +66,44 @@ def judge(model: str, data: str, out: str, settings: JudgeSettings) -> None:
             for k in pending:
                 store.write(k, runner(list(store.shard_range(k)), bar.update))
                 log.info("shard %d/%d written", k + 1, store.n_shards)
-    write_jsonl(out, store.rows())
+    rows = list(store.rows())
+    if judging is not None:
+        record = judging_record(settings, configured, dtype, rows,
+                                {"size": len(rows), "of": available, "seed": settings.seed} if sample else None)
+        write_json(judging, record)
+        log.info("judging: %s", record)
+    write_jsonl(out, rows)
     store.remove()
     log.info("wrote %s", out)
 
 
-def fingerprint(model: str, data: str, settings: JudgeSettings, dtype: str) -> dict:
-    """Everything that changes a prediction: shards made under another fingerprint are not reused."""
+def sample_indices(n: int, k: int, seed: int) -> list[int]:
+    """``k`` of the indices ``0..n-1`` (all of them if ``k >= n``), drawn with ``seed``, in data order."""
+    return sorted(random.Random(seed).sample(range(n), min(k, n)))
+
+
+def judging_record(settings: JudgeSettings, configured: JudgeSettings, dtype: str, rows: list[dict],
+                   sample: dict | None) -> dict:
+    """How a job's predictions were produced (``judging.json``): what the tables and the
+    diagnostics report for each judge beside its scores."""
+    backend = "transformers" if settings.mode == "classifier" else settings.backend  # classifiers: transformers
     return {
+        "mode": settings.mode,
+        "backend": backend,
+        "dtype": dtype,
+        "max_model_len": settings.max_model_len,  # used: lowered to the model's own limit if smaller
+        "configured_max_model_len": configured.max_model_len,
+        "max_new_tokens": settings.max_new_tokens if settings.mode == "generate" else None,
+        "tensor_parallel_size": settings.tensor_parallel_size if backend == "vllm" else None,
+        "examples": len(rows),
+        "shortened": sum(bool(r["shortened"]) for r in rows),
+        "sample": sample,
+    }
+
+
+def fingerprint(model: str, data: str, settings: JudgeSettings, dtype: str, sample: int = 0) -> dict:
+    """Everything that changes a prediction: shards made under another fingerprint are not reused."""
+    found = {
         "format": ROW_FORMAT,
         "model": model_fingerprint(model),
         "data": file_digest(data),
@@ -65,6 +111,9 @@ def fingerprint(model: str, data: str, settings: JudgeSettings, dtype: str) -> d
         "dtype": dtype,
         "settings": settings.fingerprint(),
     }
+    if sample:
+        found["sample"] = {"size": sample, "seed": settings.seed}
+    return found
 
 
 def model_fingerprint(model_dir: str | os.PathLike) -> str:
