@@ -25,6 +25,12 @@ import yaml
 from genrm.protocol import SECTIONS
 
 RESOURCE = "resources/published_rewardbench.yaml"
+
+# How the original evaluation script judged (docs/fidelity.md): greedy decoding (temperature 0)
+# of at most 1024 new tokens, the verdict the last [[A]]/[[B]] of the text, on a vLLM server with
+# a context of 32768 tokens that refused a longer prompt (nothing was ever shortened). Rows of the
+# results tables produced otherwise are marked.
+PUBLISHED_JUDGING = {"mode": "generate", "max_new_tokens": 1024, "max_model_len": 32768}
 # Published figures have two decimals: a mean of sections that rounds to the printed
 # Score differs from it by at most half a unit in the last place.
 TOLERANCE = 0.005 + 1e-9

@@ -301,14 +301,14 @@ def test_diagnostics_table_in_markdown_and_html(run, tmp_path):
     assert "1000 samples, seed 0" in text and "Shortened: examples cut to fit the context" in text
     [t] = md_tables(text)
     columns = ["Judge", "Mode", "Score", "95% CI", "Unparsed", "Acc. chosen=A", "Acc. chosen=B", "Consistency",
-               "Prefers A", "Shortened"]
+               "Prefers A", "Shortened", "Context", "Agrees with greedy"]
     assert t["header"] == columns
     assert re.fullmatch(r":-+", t["align"][0]) and all(CENTRED.fullmatch(a) for a in t["align"][1:])
     names = [f"{j['model']} ({j['method']})" for j in JUDGES]
     assert [plain(c)[0] for c in t["rows"]] == names
     assert [is_bold(c) for c in t["rows"]] == [j["ours"] for j in JUDGES]
     for cells in map(plain, t["rows"]):
-        assert cells[1] == "generate" and cells[-1] == "0"
+        assert cells[1] == "generate" and cells[9] == "0" and cells[10:] == ["–", "–"]  # no protocol recorded
         assert re.fullmatch(r"\d+\.\d\d – \d+\.\d\d", cells[3]), cells[3]
         low, high = (float(x) for x in cells[3].split(" – "))
         assert low <= float(cells[2]) <= high
@@ -357,3 +357,89 @@ def test_cells_are_printed_as_formatted():
     [t] = md_tables(tables.markdown_table(table))
     assert t["rows"] == [["a", "71.10", "+1.00"], ["b", "1e3", "007"]]
     assert all(CENTRED.fullmatch(a) for a in t["align"])
+
+
+# --- the protocol of each row: results.csv, marks and notes ------------------------------------------
+
+def judging(mode, context=32768, new_tokens=1024, shortened=0, examples=460):
+    return {"mode": mode, "backend": "transformers" if mode == "classifier" else "vllm", "dtype": "bfloat16",
+            "max_model_len": context, "configured_max_model_len": 32768,
+            "max_new_tokens": new_tokens if mode == "generate" else None, "tensor_parallel_size": None,
+            "examples": examples, "shortened": shortened, "sample": None}
+
+
+@pytest.fixture()
+def marked_run(tmp_path):
+    """Scores with a protocol record: a base model as published, a GenRM in logprob mode with its
+    greedy sample, a classifier that shortened examples, a judge that generated 8 tokens at most."""
+    logprob = [dict(r, mode="logprob", p_a_chosen_a=0.6, p_a_chosen_b=0.4) for r in predictions(0.9, 1)]
+    greedy = [dict(r, mode="generate", verdict_chosen_b=None) if r["id"] % 10 == 0 else dict(r, mode="generate")
+              for r in logprob[:100]]
+    greedy[1] = dict(greedy[1], verdict_chosen_a="B" if greedy[1]["verdict_chosen_a"] == "A" else "A")
+    payloads = [
+        score_predictions(predictions(0.7, 0), judging("generate")),
+        score_predictions(logprob, judging("logprob", context=8192),
+                          {"rows": greedy, "judging": dict(judging("generate"), sample={"size": 100})}),
+        score_predictions(predictions(0.92, 2), judging("classifier", shortened=2)),
+        score_predictions(predictions(0.5, 3), judging("generate", context=1024, new_tokens=8)),
+        score_predictions(predictions(0.88, 4)),  # no protocol record
+    ]
+    files = []
+    for judge, payload in zip(JUDGES, payloads):
+        path = tmp_path / "eval" / judge["judge"] / "scores.json"
+        write_json(path, payload)
+        files.append(str(path))
+    out = tmp_path / "tables"
+    return out, tables.write_tables(JUDGES, files, str(out)), files
+
+
+def test_csv_carries_the_protocol_of_each_row(marked_run):
+    out, _, _ = marked_run
+    with open(out / "results.csv", newline="") as f:
+        data = {r["judge"]: r for r in csv.DictReader(f)}
+    got = {j: [data[j][c] for c in tables.PROTOCOL_COLUMNS] for j in data}
+    assert got == {
+        "llama3.1-8b": ["generate", "vllm", "32768", "1024", "0", "", ""],
+        "llama3.1-8b__verify": ["logprob", "vllm", "8192", "", "0", "0.9947", "logprob"],
+        "skywork-reward": ["classifier", "transformers", "32768", "", "2", "", "shortened"],
+        "tiny-instruct": ["generate", "vllm", "1024", "8", "0", "", "max_new_tokens"],
+        "tiny-instruct__verify": ["", "", "", "", "", "", ""],
+    }
+
+
+def test_rows_judged_otherwise_are_marked_and_explained(marked_run):
+    out, _, _ = marked_run
+    text = (out / "results.md").read_text()
+    body = [plain(c) for t in md_tables(text) for c in t["rows"]]
+    assert [c[1] for c in body] == ["LLM-as-a-Judge", "Verify Only ‡", "Bradley-Terry §", "LLM-as-a-Judge ¶",
+                                    "Verify Only"]
+    notes = [line for line in text.splitlines() if line[:1] in "‡§¶" and line]
+    assert notes == [
+        "‡ judged in logprob mode (verdict read after `[[`), not by greedy decoding; agreement with greedy decoding "
+        "on a seeded sample (both orders): LLaMA3.1-8B-GenRM (Verify Only) 99.47% of 190 greedy verdicts "
+        "(10 unparsed); see diagnostics.",
+        "§ examples shortened to fit the context (the original never shortened a prompt): "
+        "Skywork-Reward-Llama-3.1-8B (Bradley-Terry) 2 of 460 at 32768 tokens.",
+        "¶ a generation cap other than the published 1024 new tokens: Tiny-Instruct (LLM-as-a-Judge) 8.",
+    ]
+    # the layout stays the published one
+    assert all(t["header"] == HEADER for t in md_tables(text))
+    # the comparison marks the same rows and explains them; the README block explains them once per family
+    comparison = (out / "comparison.md").read_text()
+    assert "| **Verify Only ‡** | **reproduced** |" in comparison and comparison.count("‡ judged in logprob") == 1
+    readme = (out / "readme.md").read_text()
+    assert readme.count("‡ judged in logprob mode") == 1 and readme.count("§ examples shortened") == 1
+    assert readme.index("‡ judged in logprob mode") < readme.index("Against the published figures (LLaMA)")
+    assert "Bradley-Terry §" in (out / "results.html").read_text()
+
+
+def test_diagnostics_show_the_context_and_the_agreement_with_greedy(marked_run, tmp_path):
+    _, _, files = marked_run
+    text = tables.write_diagnostics_table(JUDGES, files, str(tmp_path / "d.md"), str(tmp_path / "d.html"))
+    [t] = md_tables(text)
+    rows = {plain(c)[0]: dict(zip(t["header"], plain(c))) for c in t["rows"]}
+    genrm = rows["LLaMA3.1-8B-GenRM (Verify Only)"]
+    assert (genrm["Mode"], genrm["Context"], genrm["Agrees with greedy"]) == ("logprob", "8192",
+                                                                             "99.47 (189/190; 10 unparsed)")
+    assert rows["Tiny-Instruct (LLM-as-a-Judge)"]["Context"] == "1024"
+    assert rows["Tiny-Instruct (LLM-as-a-Judge)"]["Agrees with greedy"] == "–"

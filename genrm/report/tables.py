@@ -27,13 +27,19 @@ README_END = "<!-- results:end -->"
 PUBLISHED_COLUMNS = ["published_model", "published_method", "published_score",
                      *(f"published_{s}" for s in SECTIONS)]
 DIFF_COLUMNS = ["diff_score", *(f"diff_{s}" for s in SECTIONS)]
+# How each row's verdicts were produced (scores.json "protocol", from the judging job's judging.json).
+PROTOCOL_COLUMNS = ["protocol", "backend", "context", "max_new_tokens", "shortened", "agreement_with_greedy",
+                    "protocol_deviations"]
 CSV_COLUMNS = ["family", "model", "method", "score", *SECTIONS, "judge", "ours", "examples", "unparsed_verdicts",
-               *PUBLISHED_COLUMNS, *DIFF_COLUMNS, "published_flag"]
+               *PROTOCOL_COLUMNS, *PUBLISHED_COLUMNS, *DIFF_COLUMNS, "published_flag"]
 METRICS = ("score", *SECTIONS)
 HEADER = ["Model", "Method", "Score", *(SECTION_LABELS[s] for s in SECTIONS)]
 COMPARISON_HEADER = ["Model", "Method", "Figures", "Score", *(SECTION_LABELS[s] for s in SECTIONS)]
 FLAG_MARK = "†"
 DASH = "–"
+# Marks on the Method cell of a row judged otherwise than the original evaluation script
+# (genrm.published.PUBLISHED_JUDGING), each explained in a note under the table.
+PROTOCOL_MARKS = {"logprob": "‡", "max_new_tokens": "¶", "shortened": "§"}
 
 # Files written by write_tables, by role (the tables rule lists the same names).
 OUTPUTS = {
@@ -83,6 +89,7 @@ def result_rows(judges: list[dict], score_files: list[str],
             "ours": judge["ours"],
             "examples": scores["counts"]["examples"],
             "unparsed_verdicts": scores["counts"]["unparsed_verdicts"],
+            **protocol_columns(scores),
         }
         match = pub.match(judge, index)
         row["published_model"] = match.model if match else None
@@ -95,9 +102,46 @@ def result_rows(judges: list[dict], score_files: list[str],
     return rows
 
 
+def protocol_deviations(protocol: dict | None) -> list[str]:
+    """How a judging job departed from the original evaluation script (keys of PROTOCOL_MARKS):
+    verdicts read in logprob mode, another generation cap, examples shortened to fit the context.
+    A smaller context that shortened nothing gives the same verdicts: not a deviation."""
+    if not protocol:
+        return []
+    found = []
+    if protocol["mode"] == "logprob":
+        found.append("logprob")
+    if protocol["mode"] == "generate" and protocol["max_new_tokens"] != pub.PUBLISHED_JUDGING["max_new_tokens"]:
+        found.append("max_new_tokens")
+    if protocol["shortened"]:
+        found.append("shortened")
+    return found
+
+
+def protocol_columns(scores: dict) -> dict:
+    """The PROTOCOL_COLUMNS of one judge from its scores.json (empty when it has no protocol record)."""
+    protocol = scores.get("protocol")
+    if not protocol:
+        return dict.fromkeys(PROTOCOL_COLUMNS)
+    agreement = scores["diagnostics"].get("agreement_with_greedy")
+    share = agreement["share"] if agreement else None
+    return {
+        "protocol": protocol["mode"],
+        "backend": protocol["backend"],
+        "context": protocol["max_model_len"],
+        "max_new_tokens": protocol["max_new_tokens"],
+        "shortened": protocol["shortened"],
+        "agreement_with_greedy": None if share is None else round(share, 4),
+        "protocol_deviations": "; ".join(protocol_deviations(protocol)),
+        # for the notes under the tables, not a column
+        "_agreement": agreement,
+    }
+
+
 def results_frame(rows: list[dict]) -> pd.DataFrame:
     """The result rows as results.csv holds them (missing figures empty)."""
-    return pd.DataFrame(rows, columns=CSV_COLUMNS)
+    return pd.DataFrame(rows, columns=CSV_COLUMNS).astype({"context": "Int64", "max_new_tokens": "Int64",
+                                                           "shortened": "Int64"})
 
 
 # --- a table, rendered by pandas as Markdown or HTML ------------------------------------
@@ -210,10 +254,52 @@ def _families(rows: list[dict]) -> list[str]:
     return list(dict.fromkeys(r["family"] for r in rows))
 
 
+def marked_method(row: dict) -> str:
+    """The Method cell: the method, then the marks of the row's protocol deviations."""
+    deviations = [d for d in (row.get("protocol_deviations") or "").split("; ") if d]
+    marks = "".join(PROTOCOL_MARKS[d] for d in PROTOCOL_MARKS if d in deviations)
+    return f"{row['method']} {marks}" if marks else row["method"]
+
+
+def _who(row: dict) -> str:
+    return f"{row['model']} ({row['method']})"
+
+
+def _agreement_text(agreement: dict | None) -> str:
+    if not agreement or agreement["share"] is None:
+        return "not measured"
+    return (f"{100 * agreement['share']:.2f}% of {agreement['compared']} greedy verdicts "
+            f"({agreement['unparsed_greedy']} unparsed)")
+
+
+def protocol_notes(rows: list[dict]) -> list[str]:
+    """One note per mark used by ``rows``: what it means, and for whom (with the figures)."""
+    def having(key):
+        return [r for r in rows if key in (r.get("protocol_deviations") or "").split("; ")]
+
+    notes = []
+    if logprob := having("logprob"):
+        notes.append(f"{PROTOCOL_MARKS['logprob']} judged in logprob mode (verdict read after `[[`), not by greedy "
+                     "decoding; agreement with greedy decoding on a seeded sample (both orders): "
+                     + "; ".join(f"{_who(r)} {_agreement_text(r.get('_agreement'))}" for r in logprob)
+                     + "; see diagnostics.")
+    if capped := having("max_new_tokens"):
+        notes.append(f"{PROTOCOL_MARKS['max_new_tokens']} a generation cap other than the published "
+                     f"{pub.PUBLISHED_JUDGING['max_new_tokens']} new tokens: "
+                     + "; ".join(f"{_who(r)} {r['max_new_tokens']}" for r in capped) + ".")
+    if shortened := having("shortened"):
+        notes.append(f"{PROTOCOL_MARKS['shortened']} examples shortened to fit the context (the original never "
+                     "shortened a prompt): "
+                     + "; ".join(f"{_who(r)} {r['shortened']} of {r['examples']} at {r['context']} tokens"
+                                 for r in shortened) + ".")
+    return notes
+
+
 def results_table(rows: list[dict], title: str = "") -> Table:
-    """The published layout: Model, Method, Score, sections; our GenRM rows in bold."""
-    return Table.of(HEADER, [([r["model"], r["method"], *(_cell(r[m]) for m in METRICS)], bool(r["ours"]))
-                             for r in rows], title)
+    """The published layout: Model, Method, Score, sections; our GenRM rows in bold; a row judged
+    otherwise than the original evaluation script is marked on its Method cell and explained below."""
+    return Table.of(HEADER, [([r["model"], marked_method(r), *(_cell(r[m]) for m in METRICS)], bool(r["ours"]))
+                             for r in rows], title, notes=protocol_notes(rows))
 
 
 def results_tables(rows: list[dict]) -> list[Table]:
@@ -224,17 +310,18 @@ def _flag_note(model: str, method: str, flag: str) -> str:
     return f"{FLAG_MARK} {model} ({method}): {flag}."
 
 
-def comparison_table(rows: list[dict], title: str = "") -> Table:
+def comparison_table(rows: list[dict], title: str = "", with_protocol_notes: bool = True) -> Table:
     """Per judge: the reproduced row, then (where a published row matches) the published
-    figures and the difference reproduced minus published."""
+    figures and the difference reproduced minus published. Protocol marks as in the results table."""
     out: list[tuple[list[str], bool]] = []
-    notes = []
+    notes = protocol_notes(rows) if with_protocol_notes else []
     for r in rows:
         reproduced = [_cell(r[m]) for m in METRICS]
         if r["published_model"] is None:
-            out.append(([r["model"], r["method"], "reproduced (no published row)", *reproduced], bool(r["ours"])))
+            out.append(([r["model"], marked_method(r), "reproduced (no published row)", *reproduced],
+                        bool(r["ours"])))
             continue
-        out.append(([r["model"], r["method"], "reproduced", *reproduced], bool(r["ours"])))
+        out.append(([r["model"], marked_method(r), "reproduced", *reproduced], bool(r["ours"])))
         published = [_cell(r[f"published_{m}"]) for m in METRICS]
         label = "published"
         if r["published_flag"]:
@@ -296,14 +383,18 @@ def coverage_table(judges: list[dict], score_files: list[str]) -> Table:
 # --- the judges' diagnostics (scores.json "diagnostics") ---------------------------
 
 DIAGNOSTICS_COLUMNS = ["Judge", "Mode", "Score", "95% CI", "Unparsed", "Acc. chosen=A", "Acc. chosen=B",
-                       "Consistency", "Prefers A", "Shortened"]
+                       "Consistency", "Prefers A", "Shortened", "Context", "Agrees with greedy"]
 DIAGNOSTICS_TITLE = "Judge diagnostics"
 DIAGNOSTICS_NOTE = (
     "Percentages. Score and its bootstrap 95% interval (examples resampled within subsets, "
     f"{BOOTSTRAP_SAMPLES} samples, seed {BOOTSTRAP_SEED}); Unparsed: judge calls without a verdict; "
     "Acc. chosen=A/B: accuracy when the chosen answer is shown first/second; Consistency: same winner "
     "in both orders; Prefers A: share of verdicts for position A (50 = no position bias); "
-    "Shortened: examples cut to fit the context (count).")
+    "Shortened: examples cut to fit the context (count); Context: the context the judge used, in tokens "
+    "(the configured one, lowered to the model's own limit where that is smaller); Agrees with greedy: "
+    "judges in logprob mode, the share of the greedy verdicts (the published protocol: greedy decoding, "
+    "the last verdict of the text) on a seeded sample, both orders, that equal the logprob verdict "
+    "(agreeing / parsed greedy verdicts; unparsed greedy verdicts).")
 
 
 def _pct(value) -> str:
@@ -314,10 +405,17 @@ def diagnostics_cells(name: str, scores: dict) -> list[str]:
     """One row of the diagnostics table from a scores.json payload (percentages)."""
     d = scores.get("diagnostics", {})
     ci = d.get("score_ci95")
+    protocol = scores.get("protocol") or {}
+    agreement = d.get("agreement_with_greedy")
+    agrees = DASH
+    if agreement:
+        agrees = (f"{_pct(agreement['share'])} ({agreement['agree']}/{agreement['compared']}; "
+                  f"{agreement['unparsed_greedy']} unparsed)")
     return [name, d.get("mode") or DASH, _pct(scores.get("score")),
             DASH if not ci else f"{100 * ci[0]:.2f} – {100 * ci[1]:.2f}",
             _pct(d.get("unparsed_rate")), _pct(d.get("accuracy_chosen_a")), _pct(d.get("accuracy_chosen_b")),
-            _pct(d.get("position_consistency")), _pct(d.get("prefer_a")), str(d.get("shortened", DASH))]
+            _pct(d.get("position_consistency")), _pct(d.get("prefer_a")), str(d.get("shortened", DASH)),
+            str(protocol.get("max_model_len", DASH)), agrees]
 
 
 def _judge_name(judge: dict) -> str:
@@ -404,9 +502,10 @@ def readme_markdown(rows: list[dict]) -> str:
     parts = []
     for family in _families(rows):
         family_rows = [r for r in rows if r["family"] == family]
-        block = [f"#### {family}", markdown_table(results_table(family_rows))]
+        results = results_table(family_rows)
+        block = [f"#### {family}", markdown_table(results), *results.notes]
         if any(r["published_model"] for r in family_rows):
-            comp = comparison_table(family_rows)
+            comp = comparison_table(family_rows, with_protocol_notes=False)  # the same marks, explained above
             block.append(f"Against the published figures ({family}): difference = reproduced - published.")
             block.append(markdown_table(comp))
             block.extend(comp.notes)
