@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -171,7 +172,8 @@ def test_check_config_and_snakemake_refuse_the_same_configs(tmp_path, break_it, 
 def test_check_config_accepts_what_snakemake_accepts(tmp_path):
     for name in ("workflow_config.yaml", "configs/demo.yaml"):
         proc = subprocess.run([sys.executable, "-m", "genrm", "check-config", str(REPO / name)],
-                              capture_output=True, text=True, cwd=tmp_path)
+                              capture_output=True, text=True, cwd=tmp_path,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})  # this checkout's package
         assert proc.returncode == 0 and "valid" in proc.stdout, proc.stderr
 
 
