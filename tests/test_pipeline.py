@@ -141,7 +141,33 @@ def test_demo_tables_show_learning(demo_run):
     assert markdown_cells(lines[header]) == ["Model", "Method", "Score", "Chat", "Chat Hard", "Safety", "Reasoning"]
     assert all(c.startswith(":-") and c.endswith("-:") for c in markdown_cells(lines[header + 1]))  # centred
     ours = [markdown_cells(line)[:2] for line in lines[header + 2:] if line.startswith("|") and "**" in line]
-    assert ours == [["**Tiny-GenRM**", "**Verify Only**"], ["**Tiny-GenRM**", "**Verify+Correct**"]]
+    # our GenRMs are judged in logprob mode: marked, and explained under the table
+    assert ours == [["**Tiny-GenRM**", "**Verify Only ‡**"], ["**Tiny-GenRM**", "**Verify+Correct ‡**"]]
+    assert any(line.startswith("‡ judged in logprob mode") for line in lines)
+
+
+def test_demo_rows_say_how_they_were_judged(demo_run):
+    """results.csv carries each row's protocol; each GenRM (logprob mode) was also judged greedily on
+    a seeded sample of 200 examples, and the diagnostics show how often the two verdicts agree."""
+    import csv
+
+    with open(demo_run / "results" / "tables" / "results.csv") as f:
+        rows = {r["judge"]: r for r in csv.DictReader(f)}
+    protocol = {j: (r["protocol"], r["context"], r["shortened"], r["protocol_deviations"]) for j, r in rows.items()}
+    assert protocol == {"tiny-instruct": ("generate", "1024", "0", "max_new_tokens"),
+                        "tiny-instruct__verify": ("logprob", "1024", "0", "logprob"),
+                        "tiny-instruct__verify_correct": ("logprob", "1024", "0", "logprob"),
+                        "tiny-reward": ("classifier", "1024", "0", "")}
+    diagnostics = (demo_run / "results" / "tables" / "diagnostics.md").read_text()
+    for judge in ("tiny-instruct__verify", "tiny-instruct__verify_correct"):
+        greedy = read_jsonl(demo_run / "results" / "eval" / judge / "greedy_sample.jsonl")
+        assert len(greedy) == 200 and all(g["mode"] == "generate" for g in greedy)
+        agreement = read_json(demo_run / "results" / "eval" / judge / "scores.json")["diagnostics"][
+            "agreement_with_greedy"]
+        assert agreement["examples"] == 200 and agreement["compared"] + agreement["unparsed_greedy"] == 400
+        assert agreement["share"] >= 0.99 and float(rows[judge]["agreement_with_greedy"]) >= 0.99
+        assert f"{100 * agreement['share']:.2f} ({agreement['agree']}/{agreement['compared']};" in diagnostics
+    assert not (demo_run / "results" / "eval" / "tiny-instruct" / "greedy_sample.jsonl").exists()
 
 
 def official_scores(predictions: list[dict]) -> tuple[dict, float]:
