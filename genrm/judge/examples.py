@@ -1,8 +1,8 @@
 """What a judge sees: examples, the shortening policy, verdict tokens, prompts as token ids.
 
 A generative judge sees every example twice (chosen as A, then chosen as B).
-Two modes, on both backends (``genrm.prefix_cache`` for transformers,
-``genrm.vllm_backend`` for vLLM):
+Two modes, on both backends (``genrm.judge.backends.transformers``,
+``genrm.judge.backends.vllm``):
 
 - ``generate``: greedy decoding up to ``max_new_tokens``; the verdict is the
   last ``[[A]]``/``[[B]]`` in the text (``genrm.protocol.parse_verdict``).
