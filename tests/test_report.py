@@ -204,7 +204,7 @@ def test_readme_target_is_idempotent(demo_copy):
     snakemake([*DEMO_ARGS, "--cores", "1", "readme"], demo_run)
     text = (demo_run / "README.md").read_text()
     assert "#### Tiny" in text
-    assert any(markdown_cells(line)[:2] == ["**Tiny-GenRM**", "**Verify Only**"] for line in text.splitlines())
+    assert any(markdown_cells(line)[:2] == ["**Tiny-GenRM**", "**Verify Only ‡**"] for line in text.splitlines())
     subprocess.run([*git, "commit", "-q", "-am", "first"], cwd=demo_run, check=True)
     snakemake([*DEMO_ARGS, "--cores", "1", "readme"], demo_run)
     diff = subprocess.run(["git", "diff", "--exit-code"], cwd=demo_run, capture_output=True, text=True)
