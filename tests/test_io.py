@@ -64,3 +64,21 @@ def test_replace_path_moves_a_file_over_a_directory(tmp_path):
     (tmp_path / "f").write_text("z")
     replace_path(tmp_path / "f", tmp_path / "d")
     assert (tmp_path / "d").read_text() == "z" and not (tmp_path / "f").exists()
+
+
+def test_a_step_ended_by_sigterm_leaves_no_partial_output(tmp_path):
+    """Slurm ends a job at its time limit (and scancel ends it) with SIGTERM: the command line
+    turns it into an exit that runs the cleanup, so the temporary output is removed."""
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import signal, time\nfrom genrm import cli\nfrom genrm.io import atomic_path\n"
+            "signal.signal(signal.SIGTERM, cli._exit_on_sigterm)\n"
+            f"with atomic_path({str(tmp_path / 'out.jsonl')!r}) as tmp:\n"
+            "    tmp.write_text('half')\n    print('writing', flush=True)\n    time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []
