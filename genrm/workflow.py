@@ -9,8 +9,6 @@ import dataclasses
 import json
 import os
 import shlex
-import shutil
-import subprocess
 import sys
 
 from genrm import paths
@@ -157,18 +155,6 @@ def requests_beyond(requests: dict[str, dict], cpus: int, mem_mb: int) -> list[s
     """The jobs that ask for more CPUs or memory than the largest node has (they would wait forever)."""
     return [f"{job} asks for {r['cpus']} CPUs and {r['mem_mb']} MB; the largest node has {cpus} CPUs and "
             f"{mem_mb} MB" for job, r in requests.items() if r["cpus"] > cpus or r["mem_mb"] > mem_mb]
-
-
-def largest_slurm_node() -> tuple[int, int] | None:
-    """(CPUs, memory in MB) of the largest node ``sinfo`` reports, or None without Slurm."""
-    if not shutil.which("sinfo"):
-        return None
-    proc = subprocess.run(["sinfo", "-h", "-N", "-o", "%c %m"], capture_output=True, text=True)
-    nodes = [tuple(int(x.rstrip("+")) for x in line.split()) for line in proc.stdout.splitlines()
-             if len(line.split()) == 2]
-    if proc.returncode != 0 or not nodes:
-        return None
-    return max(n[0] for n in nodes), max(n[1] for n in nodes)
 
 
 # --- tables --------------------------------------------------------------------------

@@ -20,13 +20,6 @@ JUDGES = {j.name: j for j in gconfig.judges(config)}
 GENRMS = gconfig.genrms(config)
 FETCHED = list(config["models"]) + list(config["external_judges"])
 
-# Submitting to Slurm: a job that asks for more than any node has would wait in the queue
-# forever (reason PartitionConfig) unless the cluster refuses it; refuse it here, first.
-if workflow.non_local_exec and not workflow.remote_exec and W.largest_slurm_node():
-    _beyond = W.requests_beyond(W.job_requests(config, JUDGES.values()), *W.largest_slurm_node())
-    if _beyond:
-        raise WorkflowError("jobs no node of this cluster can run:\n  " + "\n  ".join(_beyond))
-
 
 def _alternatives(names):
     return "|".join(re.escape(n) for n in sorted(set(names), key=len, reverse=True))
