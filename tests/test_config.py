@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,7 +49,8 @@ def test_modes_per_judge_kind_and_parallelism_per_size(production):
 def test_greedy_sample_for_judges_in_logprob_mode_only(production):
     judges = {j.name: j for j in gconfig.judges(production)}
     samples = {name: gconfig.agreement_sample(production, j) for name, j in judges.items()}
-    assert {name for name, n in samples.items() if n} == {f"{m}__{meth}" for m, meth in gconfig.genrms(production)}
+    assert {name for name, n in samples.items() if n} == {f"{m}__{meth}" for m, meth in gconfig.genrms(production)
+                                                          if meth != "bt"}  # the GenRMs; a classifier has no verdict
     assert set(samples.values()) == {0, 200}
     genrm = judges["qwen2.5-7b__verify"]
     inputs = workflow.score_inputs(production, genrm)
@@ -60,6 +62,72 @@ def test_greedy_sample_for_judges_in_logprob_mode_only(production):
     off = copy.deepcopy(production)
     off["judge"]["agreement_sample"] = 0
     assert "greedy" not in workflow.score_inputs(off, genrm)
+
+
+def test_the_bradley_terry_model_is_a_judge_of_its_own(production):
+    """Method bt trains a Bradley-Terry model: a classifier judge, scored in mode bt, labelled with its
+    base model and the bt method's label (apart from the external classifier), trained here."""
+    judges = {j.name: j for j in gconfig.judges(production)}
+    bt = judges["llama3.1-8b__bt"]
+    assert (bt.kind, bt.type, bt.model, bt.genrm_method, bt.ours) == ("bt", "classifier", "llama3.1-8b", "bt", True)
+    assert (bt.label, bt.method) == ("LLaMA3.1-8B-Instruct", "Bradley-Terry (ours)")
+    external = judges["skywork-reward-llama3.1-8b"]
+    assert (external.type, external.method, external.ours) == ("classifier", "Bradley-Terry", False)
+    assert gconfig.judge_settings(production, bt).mode == "bt"
+    assert gconfig.judge_settings(production, external).mode == "classifier"
+    assert workflow.judge_model_dir(bt) == "results/models/llama3.1-8b/bt"
+    assert workflow.judge_resources(production, bt)["gpu"] == 1
+    # by default only LLaMA has one; the Qwen sizes opt in
+    assert [j.name for j in judges.values() if j.kind == "bt"] == ["llama3.1-8b__bt"]
+    assert [name for name in judges if name.startswith("llama3.1-8b")] == [
+        "llama3.1-8b", "llama3.1-8b__verify", "llama3.1-8b__verify_correct", "llama3.1-8b__bt"]
+
+
+def test_each_qwen_size_opts_in_with_one_line(tmp_path, production):
+    """The production config says how on each Qwen line: taking the list of its comment trains the
+    Bradley-Terry model of that size, and nothing else changes."""
+    lines = (REPO / "workflow_config.yaml").read_text(encoding="utf-8").splitlines()
+    opt_in = [i for i, line in enumerate(lines) if line.startswith("  qwen2.5-") and line.endswith("# [verify, bt]")]
+    assert len(opt_in) == 4
+    for i in opt_in:
+        model = lines[i].split(":")[0].strip()
+        path = tmp_path / f"{model}.yaml"
+        path.write_text("\n".join(lines[:i] + [f"  {model}: [verify, bt]"] + lines[i + 1:]), encoding="utf-8")
+        cfg = gconfig.load(path)
+        assert set(gconfig.genrms(cfg)) - set(gconfig.genrms(production)) == {(model, "bt")}
+        assert set(gconfig.genrms(production)) <= set(gconfig.genrms(cfg))
+        assert [j.name for j in gconfig.judges(cfg) if j.kind == "bt"] == ["llama3.1-8b__bt", f"{model}__bt"]
+
+
+def test_bt_settings_change_the_recipe_and_keep_the_machines(production):
+    demo = gconfig.load(REPO / "configs" / "demo.yaml")
+    sft, bt = gconfig.trl_settings(demo, "verify"), gconfig.trl_settings(demo, "bt")
+    assert sft == gconfig.trl_settings(demo)
+    changed = {f for f in sft.__dataclass_fields__ if getattr(sft, f) != getattr(bt, f)}
+    assert changed == set(demo["train"]["bt"]["trl"]) - {k for k, v in demo["train"]["bt"]["trl"].items()
+                                                         if getattr(sft, k) == v}
+    assert bt.epochs == demo["train"]["bt"]["trl"]["epochs"] and bt.threads == sft.threads
+    s8, b8 = gconfig.openrlhf_settings(production, "llama3.1-8b"), \
+        gconfig.openrlhf_settings(production, "llama3.1-8b", "bt")
+    assert (b8.nodes, b8.gpus_per_node, b8.mem_mb, b8.runtime, b8.zero_stage) == \
+        (s8.nodes, s8.gpus_per_node, s8.mem_mb, s8.runtime, s8.zero_stage)
+    assert (b8.epochs, b8.global_batch_size, b8.micro_batch_size, b8.learning_rate) == (1, 256, 1, 9e-6)
+    assert gconfig.openrlhf_settings(production, "llama3.1-8b", "verify") == s8
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["methods"]["bt"].update(correct_ratio=0.5), "methods.bt.correct_ratio: a Bradley-Terry model"),
+    (lambda c: c["methods"].update(bt_large={"label": "x"}),
+     "methods: 'bt_large' is not allowed; allowed values: verify, verify_correct, bt"),
+    (lambda c: c.setdefault("train", {}).update(bt={"openrlhf": {"models": {"gpt-9": {"nodes": 1}}}}),
+     "train.bt.openrlhf.models.gpt-9: unknown model"),
+    (lambda c: c.setdefault("train", {}).update(bt={"trl": {"epoch": 1}}), "train.bt.trl: unknown key(s) epoch"),
+])
+def test_bad_bt_settings_are_refused(change, message):
+    config = raw()
+    change(config)
+    with pytest.raises(gconfig.ConfigError, match=re.escape(message)):
+        gconfig.validate(config)
 
 
 def test_a_key_given_in_a_config_overrides_only_that_key():
@@ -99,7 +167,8 @@ def test_settings_fields_are_the_schema_keys_and_have_no_defaults():
     """Defaults are written once, in the schema: the typed settings declare none."""
     schema = load_schema()["properties"]
     judge_keys = set(schema["judge"]["properties"]) - set(gconfig.JOB_LEVEL_JUDGE_KEYS)
-    trl_keys = set(schema["train"]["properties"]["trl"]["properties"])
+    trl_keys = set(schema["train"]["$defs"]["trl_settings"]["properties"])
+    assert set(schema["train"]["properties"]["trl"]["default"]) == trl_keys  # every TRL key has its default
     openrlhf_keys = set(schema["train"]["$defs"]["openrlhf_settings"]["properties"]) | {
         "checkpoint_dir", "keep_checkpoints", "rdzv_port", "size"}
     for cls, keys in ((gconfig.JudgeSettings, judge_keys | {"mode", "tensor_parallel_size", "seed"}),

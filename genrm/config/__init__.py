@@ -21,9 +21,18 @@ from genrm import published
 from genrm.config.schema import ConfigError, check, load_schema
 from genrm.config.settings import JudgeSettings, OpenRLHFSettings, TrlSettings, as_dict, from_dict
 
-__all__ = ["ConfigError", "Judge", "JudgeSettings", "OpenRLHFSettings", "TrlSettings", "agreement_sample", "as_dict",
-           "from_dict", "genrm_name", "genrms", "judge_settings", "judges", "load", "load_schema", "model_entry",
-           "openrlhf_settings", "published_key", "train_max_len", "trl_settings", "validate"]
+__all__ = ["BT_METHOD", "ConfigError", "Judge", "JudgeSettings", "OpenRLHFSettings", "TrlSettings",
+           "agreement_sample", "as_dict", "from_dict", "genrm_name", "genrms", "judge_settings", "judges", "load",
+           "load_schema", "model_entry", "objective", "openrlhf_settings", "published_key", "train_max_len",
+           "trl_settings", "validate"]
+
+# The method that trains a Bradley-Terry reward model (a scalar classifier) instead of a GenRM.
+BT_METHOD = "bt"
+
+
+def objective(method: str) -> str:
+    """What a training method trains: ``sft`` (a GenRM) or ``bt`` (a Bradley-Terry reward model)."""
+    return "bt" if method == BT_METHOD else "sft"
 
 
 def validate(config: dict) -> dict:
@@ -64,8 +73,12 @@ def _cross_reference_problems(config: dict) -> list[str]:
     clash = set(models) & set(config["external_judges"])
     if clash:
         problems.append(f"external_judges: names also used by models: {', '.join(sorted(clash))}")
-    unknown = [name for name in config["train"]["openrlhf"]["models"] if name not in models]
-    problems += [f"train.openrlhf.models.{name}: unknown model; allowed: {', '.join(models)}" for name in unknown]
+    for where, overrides in (("train.openrlhf.models", config["train"]["openrlhf"]["models"]),
+                             ("train.bt.openrlhf.models", config["train"]["bt"]["openrlhf"]["models"])):
+        problems += [f"{where}.{name}: unknown model; allowed: {', '.join(models)}"
+                     for name in overrides if name not in models]
+    if BT_METHOD in methods and methods[BT_METHOD]["correct_ratio"] != 0:
+        problems.append(f"methods.{BT_METHOD}.correct_ratio: a Bradley-Terry model has no correct rows; leave it out")
     return problems
 
 
@@ -79,18 +92,19 @@ class Judge:
     """One row of the results tables: something that judges RewardBench."""
 
     name: str  # directory under results/eval/
-    kind: str  # base | genrm | external
+    kind: str  # base | genrm | bt (trained here) | external
     type: str  # generative | classifier
     family: str
     label: str
     method: str
     size: str
     model: str  # the models/external_judges key whose weights it starts from
-    genrm_method: str | None = None  # set for kind == genrm
+    genrm_method: str | None = None  # the training method, for the judges trained here (genrm, bt)
 
     @property
     def ours(self) -> bool:
-        return self.kind == "genrm"
+        """Trained by this run: a GenRM or a Bradley-Terry model."""
+        return self.kind in ("genrm", "bt")
 
 
 def genrm_name(model: str, method: str) -> str:
@@ -102,13 +116,21 @@ def genrms(config: dict) -> list[tuple[str, str]]:
 
 
 def judges(config: dict) -> list[Judge]:
+    """Every judge of the tables: per base model, itself untrained, its GenRMs and its Bradley-Terry
+    model (labelled with the base model and the bt method's label); then the external judges."""
     out = []
     for name, m in config["models"].items():
         out.append(Judge(name, "base", "generative", m["family"], m["label"], "LLM-as-a-Judge", m["size"], name))
         for model, method in genrms(config):
-            if model == name:
+            if model != name:
+                continue
+            label = config["methods"][method]["label"]
+            if objective(method) == "bt":
+                out.append(Judge(genrm_name(model, method), "bt", "classifier", m["family"], m["label"], label,
+                                 m["size"], model, method))
+            else:
                 out.append(Judge(genrm_name(model, method), "genrm", "generative", m["family"], m["genrm_label"],
-                                 config["methods"][method]["label"], m["size"], model, method))
+                                 label, m["size"], model, method))
     for name, e in config["external_judges"].items():
         out.append(Judge(name, "external", e["type"], e["family"], e["label"], e["method"], e["size"], name))
     return out
@@ -154,7 +176,10 @@ def judge_settings(config: dict, judge: Judge) -> JudgeSettings:
     and the tensor parallel size of its size class resolved."""
     j = config["judge"]
     values = {k: v for k, v in j.items() if k not in JOB_LEVEL_JUDGE_KEYS}
-    values["mode"] = "classifier" if judge.type == "classifier" else j["modes"][judge.kind]
+    # classifier: the chat template's text, as published classifiers are used; bt: the text this
+    # run's Bradley-Terry models were trained on (genrm.protocol.reward_text)
+    values["mode"] = "bt" if judge.kind == "bt" else "classifier" if judge.type == "classifier" \
+        else j["modes"][judge.kind]
     values["tensor_parallel_size"] = j["tensor_parallel"][judge.size]
     values["seed"] = config["seed"]
     return from_dict(JudgeSettings, values, "judge")
@@ -176,41 +201,54 @@ def agreement_sample(config: dict, judge: Judge) -> int:
 
 # --- training ---------------------------------------------------------------------------
 
-def trl_settings(config: dict) -> TrlSettings:
+def trl_settings(config: dict, method: str | None = None) -> TrlSettings:
+    """The TRL settings of a training job of ``method``: ``train.trl``, with ``train.bt.trl`` over
+    it for a Bradley-Terry model (method bt). None or a GenRM method: ``train.trl``."""
+    if method is not None and objective(method) == "bt":
+        return from_dict(TrlSettings, {**config["train"]["trl"], **config["train"]["bt"]["trl"]},
+                         "train.trl with train.bt.trl")
     return from_dict(TrlSettings, dict(config["train"]["trl"]), "train.trl")
 
 
-def openrlhf_settings(config: dict, model: str) -> OpenRLHFSettings:
-    """One model's OpenRLHF settings: ``common``, then its size preset, then its model entry."""
+def openrlhf_settings(config: dict, model: str, method: str | None = None) -> OpenRLHFSettings:
+    """One job's OpenRLHF settings: ``common``, then the model's size preset, then its model entry;
+    for a Bradley-Terry model (method bt) then ``train.bt.openrlhf`` common, preset and model entry."""
     if model not in config["models"]:
         raise ConfigError(f"no base model {model!r}; allowed: {', '.join(config['models'])}")
     o = config["train"]["openrlhf"]
     size = config["models"][model]["size"]
     values = {**o["common"], **o["presets"].get(size, {}), **o["models"].get(model, {})}
+    where = f"train.openrlhf (model {model}, size {size}; set keys in train.openrlhf.presets.{size} " \
+            f"or train.openrlhf.models.{model})"
+    if method is not None and objective(method) == "bt":
+        bt = config["train"]["bt"]["openrlhf"]
+        values.update({**bt["common"], **bt["presets"].get(size, {}), **bt["models"].get(model, {})})
+        where = f"train.bt.openrlhf (model {model}, size {size}; set keys in train.bt.openrlhf.presets.{size} " \
+                f"or train.bt.openrlhf.models.{model})"
     values.update(checkpoint_dir=o["checkpoint_dir"], keep_checkpoints=o["keep_checkpoints"],
                   rdzv_port=o["rdzv_port"], size=size)
-    return from_dict(OpenRLHFSettings, values,
-                     f"train.openrlhf (model {model}, size {size}; set keys in train.openrlhf.presets.{size} "
-                     f"or train.openrlhf.models.{model})")
+    return from_dict(OpenRLHFSettings, values, where)
 
 
 def _openrlhf_problems(config: dict) -> list[str]:
-    """OpenRLHF settings of every model to train that OpenRLHF would refuse or silently change."""
+    """OpenRLHF settings of every job to train that OpenRLHF would refuse or silently change."""
     if config["train"]["backend"] != "openrlhf":
         return []
     problems = []
-    for model in sorted({m for m, _ in genrms(config)}):
+    for model, method in genrms(config):
+        bt = objective(method) == "bt"
+        where = f"train.bt.openrlhf (model {model})" if bt else f"train.openrlhf (model {model})"
         try:
-            settings = openrlhf_settings(config, model)
+            settings = openrlhf_settings(config, model, method)
         except ConfigError as error:
             problems.append(str(error))
             continue
-        problems += [f"train.openrlhf (model {model}): {p}" for p in settings.problems()]
-    return problems
+        problems += [f"{where}: {p}" for p in settings.problems(reward_model=bt)]
+    return list(dict.fromkeys(problems))  # the GenRM methods of a model share their settings
 
 
-def train_max_len(config: dict, model: str) -> int:
-    """The longest row (in tokens) that the training backend takes whole."""
+def train_max_len(config: dict, model: str, method: str | None = None) -> int:
+    """The longest sequence (in tokens) that the training job of ``model`` x ``method`` takes whole."""
     if config["train"]["backend"] == "openrlhf":
-        return openrlhf_settings(config, model).max_len
-    return trl_settings(config).max_length
+        return openrlhf_settings(config, model, method).max_len
+    return trl_settings(config, method).max_length

@@ -38,7 +38,7 @@ class JudgeSettings:
     """How one judging job runs (config block ``judge``, resolved for one judge)."""
 
     backend: str  # vllm | transformers
-    mode: str  # generate | logprob | classifier
+    mode: str  # generate | logprob | classifier (external) | bt (a Bradley-Terry model trained here)
     max_new_tokens: int
     max_model_len: int
     batch_size: int
@@ -58,7 +58,7 @@ class JudgeSettings:
 
 @dataclass(frozen=True)
 class TrlSettings:
-    """TRL SFTTrainer training on CPU (config block ``train.trl``)."""
+    """TRL training on CPU: SFTTrainer (``train.trl``) or RewardTrainer (with ``train.bt.trl`` over it)."""
 
     epochs: float
     learning_rate: float
@@ -109,9 +109,12 @@ class OpenRLHFSettings:
     rdzv_port: int
     size: str
 
-    def problems(self) -> list[str]:
-        """Settings that OpenRLHF or DeepSpeed would refuse at start-up, or silently change."""
+    def problems(self, reward_model: bool = False) -> list[str]:
+        """Settings that OpenRLHF or DeepSpeed would refuse at start-up, or silently change
+        (``reward_model``: for openrlhf.cli.train_rm rather than train_sft)."""
         problems = []
+        if reward_model and self.use_liger_kernel:
+            problems.append("use_liger_kernel: train_rm has no Liger kernels (set it false for bt)")
         world = self.nodes * self.gpus_per_node
         ring = self.ring_attn_size
         if world % ring:
