@@ -4,6 +4,7 @@ constants and pure functions.
 - the judge prompt (a byte-for-byte copy of the published Skywork-Critic pairwise
   prompt; a test compares it with ``shared/protocol/pairwise_critic_prompt.txt``),
   question rendering and verdict parsing;
+- the text a Bradley-Terry model of this pipeline is trained on and scored on;
 - what makes a preference pair valid;
 - RewardBench's subsets and the official section weights;
 - the prediction rows a judging job writes and the scoring reads, one per mode.
@@ -77,6 +78,23 @@ def bradley_terry_score(reward_chosen: float, reward_rejected: float) -> float:
     if reward_chosen < reward_rejected:
         return 0.0
     return 0.5
+
+
+def reward_text(tokenizer, messages: list[dict]) -> str:
+    """The text a Bradley-Terry model of this pipeline scores: the conversation through the
+    tokenizer's chat template, trailing newlines removed, ending with the EOS token (appended
+    after a space when the template does not end with it).
+
+    It is the text OpenRLHF 0.11.2's RewardDataset trains on (``--data.apply_chat_template``,
+    no prompt key); the TRL backend trains on its tokens and the judge scores them, so the
+    reward is read at the same token (the final EOS) in training and in judging. Tokenize it
+    without special tokens: the template writes them.
+    """
+    text = tokenizer.apply_chat_template(messages, tokenize=False).rstrip("\n")
+    eos = tokenizer.eos_token
+    if not eos:
+        raise ValueError("a reward model's tokenizer needs an EOS token: the reward is read at it")
+    return text if text.endswith(eos) else f"{text} {eos}"
 
 
 # --- RewardBench sections -----------------------------------------------------------

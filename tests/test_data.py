@@ -10,7 +10,8 @@ import pytest
 from genrm.data import demo
 from genrm.data.sources import DataError, download
 from genrm.io import read_json, read_jsonl, write_jsonl
-from genrm.train.rows import format_sft
+from genrm.protocol import pair_problem
+from genrm.train.rows import format_bt, format_sft
 
 
 def run_cli(*args):
@@ -73,6 +74,35 @@ def test_malformed_preferences_are_dropped_by_reason(tmp_path):
     assert out["rows_in"] == 57 and out["judge_rows"] == 50 and out["rows_out"] == 50
     assert out["chosen_at_a"] + out["chosen_at_b"] == 50
     assert read_json(tmp_path / "stats.json") == out
+
+
+def test_bradley_terry_rows_are_the_same_valid_pairs(tmp_path):
+    """Method bt keeps exactly the pairs the SFT rows are made from (same filter, same drops), each
+    as its two whole conversations, in order, with roles and contents only."""
+    rows = demo.preferences(n=60)
+    valid = [r for r in rows if not pair_problem(r)]
+    valid[0]["chosen"][-1]["extra"] = "not a message field"
+    src = tmp_path / "prefs.jsonl"
+    write_jsonl(src, rows)
+    bt = format_bt(str(src), str(tmp_path / "bt.jsonl"), str(tmp_path / "bt.json"), "bt")
+    sft = format_sft(str(src), str(tmp_path / "rows.jsonl"), str(tmp_path / "stats.json"), "verify", 0.0, seed=1)
+    assert bt["dropped"] == sft["dropped"] and sum(bt["dropped"].values()) == 7
+    assert bt["rows_in"] == sft["rows_in"] == 67 and bt["pairs"] == bt["rows_out"] == sft["judge_rows"] == 60
+    assert read_json(tmp_path / "bt.json") == bt
+    out = read_jsonl(tmp_path / "bt.jsonl")
+    assert [set(r) for r in out] == [{"chosen", "rejected"}] * 60
+    assert [(r["chosen"][-1]["content"], r["rejected"][-1]["content"]) for r in out] == [
+        (v["chosen"][-1]["content"], v["rejected"][-1]["content"]) for v in valid]
+    assert out[0]["chosen"][-1] == {"role": "assistant", "content": valid[0]["chosen"][-1]["content"]}
+    assert any(len(r["chosen"]) == 4 for r in out) and all(r["chosen"][:-1] == r["rejected"][:-1] for r in out)
+
+
+def test_bradley_terry_rows_command_line(tmp_path):
+    write_jsonl(tmp_path / "prefs.jsonl", [{"chosen": [], "rejected": []}])
+    proc = run_cli("format-bt", "--preferences", str(tmp_path / "prefs.jsonl"), "--method", "bt",
+                   "--out", str(tmp_path / "bt.jsonl"), "--stats", str(tmp_path / "bt.json"))
+    assert proc.returncode == 2 and "no valid preference pair" in proc.stderr
+    assert not (tmp_path / "bt.jsonl").exists() and not (tmp_path / "bt.json").exists()
 
 
 def test_verify_correct_mixes_correct_rows(tmp_path):

@@ -1,6 +1,7 @@
 """The max_len guard (genrm.train.lengths; ``python -m genrm check-lengths``): it counts the rows that
-OpenRLHF's SFTDataset would drop or cut, with the model's own tokenizer, and stops the run above a set
-fraction. Its counts are checked against OpenRLHF's SFTDataset itself."""
+OpenRLHF's SFTDataset would drop or cut, and the Bradley-Terry rows its RewardDataset would cut, with
+the model's own tokenizer, and stops the run above a set fraction. Its counts are checked against
+OpenRLHF's SFTDataset and RewardDataset themselves."""
 
 from __future__ import annotations
 
@@ -75,6 +76,63 @@ def test_counts_match_what_sftdataset_drops_and_cuts(tokenizer, rows):
     assert report["fraction_exceeding"] == pytest.approx(report["exceeding"] / len(rows))
 
 
+@pytest.fixture(scope="module")
+def bt_rows(demo_preferences):
+    from collections import Counter
+
+    from genrm.io import iter_jsonl
+    from genrm.train.rows import bt_rows
+
+    return list(bt_rows(list(iter_jsonl(demo_preferences))[:60], Counter()))
+
+
+def openrlhf_reward_dataset(tokenizer, rows, max_len):
+    pytest.importorskip("openrlhf")
+    import datasets
+    from openrlhf.datasets import RewardDataset
+
+    data = SimpleNamespace(prompt_key=None, chosen_key="chosen", rejected_key="rejected", apply_chat_template=True,
+                           tokenizer_chat_template=None)
+    strategy = SimpleNamespace(args=SimpleNamespace(data=data))
+    return RewardDataset(datasets.Dataset.from_list(rows), tokenizer, max_len, strategy, num_processors=1)
+
+
+def test_bt_counts_match_what_rewarddataset_cuts(tokenizer, bt_rows):
+    """A Bradley-Terry row counts as cut when RewardDataset cuts either of its sides to max_len (where
+    the answers differ, at the end); nothing is dropped."""
+    full = measure(bt_rows, tokenizer, 100_000)
+    assert full["row_kind"] == "bt" and full["exceeding"] == 0 and full["rows"] == len(bt_rows)
+    longest = sorted(max(len(ids) for ids in full_ids(tokenizer, r)) for r in bt_rows)
+    max_len = longest[len(longest) // 2]
+    report = measure(bt_rows, tokenizer, max_len)
+    ds = openrlhf_reward_dataset(tokenizer, bt_rows, max_len)
+    assert len(ds) == len(bt_rows)  # RewardDataset drops none ...
+    cut = 0
+    for i, row in enumerate(bt_rows):  # ... it cuts: a side as long as max_len that was longer
+        chosen_ids, _, rejected_ids, _, _ = ds[i]
+        whole = full_ids(tokenizer, row)
+        kept = (chosen_ids.shape[1], rejected_ids.shape[1])
+        assert all(k == min(len(w), max_len) for k, w in zip(kept, whole))
+        cut += any(len(w) > max_len for w in whole)
+    assert report["truncated"] == report["exceeding"] == cut > 0 and report["dropped"] == 0
+    assert report["tokens"]["max"] == longest[-1]
+
+
+def full_ids(tokenizer, row):
+    from genrm.protocol import reward_text
+
+    return [tokenizer(reward_text(tokenizer, row[side]), add_special_tokens=False)["input_ids"]
+            for side in ("chosen", "rejected")]
+
+
+def test_bt_guard_stops_with_the_message(tmp_path, tiny_model_dir, bt_rows):
+    path = tmp_path / "rows.jsonl"
+    write_jsonl(path, bt_rows)
+    with pytest.raises(LengthError, match="TRL's RewardTrainer would drop them"):
+        check_lengths(str(path), str(tiny_model_dir), 30, 0.01, str(tmp_path / "r.json"), name="tiny")
+    assert not (tmp_path / "r.json").exists()
+
+
 def test_guard_stops_above_the_fraction_with_a_clear_message(tmp_path, tiny_model_dir, rows, tokenizer):
     path = tmp_path / "rows.jsonl"
     write_jsonl(path, rows)
@@ -136,6 +194,9 @@ def test_max_len_comes_from_the_backend_settings():
     demo = gconfig.load(REPO / "configs" / "demo.yaml")
     assert gconfig.train_max_len(demo, "tiny-instruct") == demo["train"]["trl"]["max_length"] \
         == gconfig.trl_settings(demo).max_length
+    demo["train"]["bt"]["trl"]["max_length"] = 300  # the Bradley-Terry job's own
+    assert gconfig.train_max_len(demo, "tiny-instruct", "bt") == 300
+    assert gconfig.train_max_len(demo, "tiny-instruct", "verify") == demo["train"]["trl"]["max_length"]
     production = gconfig.load(REPO / "workflow_config.yaml")
     for model in production["models"]:
         assert gconfig.train_max_len(production, model) == gconfig.openrlhf_settings(production, model).max_len

@@ -1,13 +1,17 @@
 """The OpenRLHF backend, checked without a GPU against OpenRLHF 0.11.2 itself.
 
-* Every training command the production config generates (5 models x 2 methods)
-  is parsed by the argument parser of the installed openrlhf/cli/train_sft.py,
-  rebuilt from its source with ``ast`` (no import of flash-attn or DeepSpeed);
-  an unknown flag fails.
+* Every training command the production config generates (5 models x 2 GenRM
+  methods, and the Bradley-Terry model of every model) is parsed by the argument
+  parser of its module, openrlhf/cli/train_sft.py or train_rm.py of the installed
+  OpenRLHF, rebuilt from its source with ``ast`` (no import of flash-attn or
+  DeepSpeed); an unknown flag fails, and so does a flag of the other module.
 * The torchrun part of the launch is parsed by torch's own torchrun parser.
 * OpenRLHF's own SFTDataset runs over genrm's SFT rows with a tiny tokenizer,
   with the arguments the generated command gives it: the loss mask covers
   exactly the verdict of a judge row and the chosen answer of a correct row.
+  Its RewardDataset runs over the Bradley-Terry rows: each side is the whole
+  conversation through the chat template, ending with EOS, token for token what
+  the TRL backend trains on and the judge scores.
 * The wrapper that runs the command (``python -m genrm openrlhf run``) moves the
   model into place only on success and records the settings and seed beside it.
 """
@@ -44,6 +48,11 @@ def parser():
 
 
 @pytest.fixture(scope="module")
+def rm_parser():
+    return gor.recover_parser(gor.TRAIN_RM)
+
+
+@pytest.fixture(scope="module")
 def production():
     return gconfig.load(REPO / "workflow_config.yaml")
 
@@ -51,7 +60,7 @@ def production():
 def hierarchize(namespace):
     """OpenRLHF's own openrlhf.utils.config.hierarchize, loaded from its file (the
     package openrlhf.utils imports DeepSpeed)."""
-    path = gor.train_sft_source().parent.parent / "utils" / "config.py"
+    path = gor.module_source(gor.TRAIN_SFT).parent.parent / "utils" / "config.py"
     spec = importlib.util.spec_from_file_location("_openrlhf_utils_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -59,9 +68,9 @@ def hierarchize(namespace):
 
 
 def production_job(cfg, model, method):
-    settings = gconfig.openrlhf_settings(cfg, model)
+    settings = gconfig.openrlhf_settings(cfg, model, method)
     return settings, gor.rule_job(settings, model=model, method=method, model_dir=f"resources/models/{model}",
-                                  rows=f"results/sft/{method}/rows.jsonl", out=f"results/models/{model}/{method}",
+                                  rows=workflow.train_rows(method), out=f"results/models/{model}/{method}",
                                   seed=cfg["seed"])
 
 
@@ -83,13 +92,23 @@ def test_parser_is_recovered_from_the_installed_source(parser):
     assert "flash_attn" not in sys.modules and "deepspeed" not in sys.modules
 
 
+def test_rm_parser_is_recovered_from_train_rm(parser, rm_parser):
+    sft = {s for a in parser._actions for s in a.option_strings}
+    rm = {s for a in rm_parser._actions for s in a.option_strings}
+    assert {"--data.chosen_key", "--data.rejected_key", "--model.loss_type", "--ds.value_head_prefix"} <= rm - sft
+    assert {"--data.input_key", "--data.output_key", "--ds.use_liger_kernel"} <= sft - rm
+    assert rm_parser.prog == "openrlhf.cli.train_rm" and gor.recover_parser(gor.TRAIN_RM) is rm_parser  # built once
+    assert "flash_attn" not in sys.modules and "deepspeed" not in sys.modules
+
+
 ALL_MODELS = ["llama3.1-8b", "qwen2.5-7b", "qwen2.5-14b", "qwen2.5-32b", "qwen2.5-72b"]
 ALL_METHODS = ["verify", "verify_correct"]
 
 
-def test_production_config_has_the_five_models_and_two_methods(production):
+def test_production_config_has_the_five_models_and_three_methods(production):
     assert sorted(production["models"]) == sorted(ALL_MODELS)
-    assert sorted(production["methods"]) == ALL_METHODS
+    assert list(production["methods"]) == [*ALL_METHODS, "bt"]
+    assert production["methods"]["bt"]["label"] == "Bradley-Terry (ours)"
     assert production["train"]["backend"] == "openrlhf"
 
 
@@ -133,6 +152,66 @@ def test_every_production_command_parses(parser, production, model, method):
         assert args.ds.packing_samples
     data_parallel = world // args.ds.ring_attn_size
     assert args.train.batch_size % (args.train.micro_batch_size * data_parallel) == 0
+
+
+@pytest.mark.parametrize("model", ALL_MODELS)
+def test_every_bradley_terry_command_parses_with_train_rm(rm_parser, parser, production, model):
+    """Method bt, for every model (LLaMA by default, the Qwen sizes opt in): train_rm's own parser
+    takes the command; the data are the Bradley-Terry rows with the chat template; the GPUs, nodes
+    and memory are the model's GenRM ones, the recipe the bt one."""
+    settings, job = production_job(production, model, "bt")
+    assert job.module == "openrlhf.cli.train_rm"
+    args = hierarchize(gor.check_command(job.launch))  # the parser of the command's own module
+    assert vars(gor.check_command(job.launch, rm_parser)) == vars(gor.check_command(job.launch))
+    with pytest.raises(ValueError, match="train_sft refuses"):  # a train_rm command is not a train_sft one
+        gor.check_command(job.launch, parser)
+    out = f"results/models/{model}/bt"
+    assert args.model.model_name_or_path == f"resources/models/{model}"
+    assert args.data.dataset == "results/bt/rows.jsonl"
+    assert (args.data.chosen_key, args.data.rejected_key, args.data.prompt_key) == ("chosen", "rejected", None)
+    assert args.data.apply_chat_template is True and args.data.input_template is None
+    assert args.data.max_len == settings.max_len and args.data.max_samples >= 10**8
+    assert args.model.loss_type == "sigmoid"  # -log sigmoid(r_chosen - r_rejected): Bradley-Terry
+    assert args.model.margin_loss_enable is False
+    assert args.ds.value_head_prefix == "score"  # loads as *ForSequenceClassification
+    # the reward model recipe over the model's own GPUs, nodes, memory and ZeRO
+    sft = gconfig.openrlhf_settings(production, model)
+    assert (settings.nodes, settings.gpus_per_node, settings.mem_mb, settings.zero_stage, settings.adam_offload,
+            settings.ring_attn_size) == (sft.nodes, sft.gpus_per_node, sft.mem_mb, sft.zero_stage, sft.adam_offload,
+                                         sft.ring_attn_size)
+    assert (args.train.max_epochs, args.train.batch_size, args.train.micro_batch_size) == (1, 256, 1)
+    assert args.adam.lr == settings.learning_rate <= 9e-6
+    assert args.ds.param_dtype == "bf16" and args.ds.packing_samples is True
+    assert args.model.gradient_checkpointing_enable is True and args.ds.zero_stage == 3
+    assert args.ds.ring_attn_size == settings.ring_attn_size
+    # the same outputs, resume and launch as SFT
+    assert args.ckpt.output_dir == out + ".partial"
+    assert args.ckpt.path == f"results/checkpoints/{model}/bt" and args.ckpt.load_enable is True
+    assert args.logger.tensorboard_dir == f"logs/train_genrm/{model}/bt.tensorboard"
+    world = settings.nodes * settings.gpus_per_node
+    assert args.train.batch_size % (args.train.micro_batch_size * world // args.ds.ring_attn_size) == 0
+    assert workflow.train_resources(production, model, "bt") == gor.job_resources(settings)
+    assert list(job.launch[:job.launch.index("-m")]) == gor.launcher(sft)
+
+
+def test_bt_learning_rates_fall_with_size(production):
+    rates = [gconfig.openrlhf_settings(production, m, "bt").learning_rate
+             for m in ("qwen2.5-7b", "qwen2.5-14b", "qwen2.5-32b", "qwen2.5-72b")]
+    assert rates == sorted(rates, reverse=True) and len(set(rates)) == 4
+
+
+def test_an_sft_command_fails_train_rm(rm_parser, production):
+    _, job = production_job(production, "llama3.1-8b", "verify")
+    with pytest.raises(ValueError, match="train_rm refuses"):
+        gor.check_command(job.launch, rm_parser)
+
+
+def test_liger_kernels_are_refused_for_bt(production):
+    cfg = copy.deepcopy(production)
+    cfg["train"]["openrlhf"]["common"]["use_liger_kernel"] = True
+    message = invalid(cfg)
+    assert "train.bt.openrlhf (model llama3.1-8b): use_liger_kernel" in message
+    assert "model qwen2.5-7b): use_liger" not in message  # train_sft has them; no bt job for it
 
 
 def test_presets_scale_with_the_model(production):
@@ -183,6 +262,21 @@ def test_check_command_line(production):
     assert "FAIL" not in proc.stdout
 
 
+def test_check_command_line_uses_each_module_s_own_parser(tmp_path):
+    """A train_rm.py without --data.chosen_key fails the bt job only: each command is parsed by
+    the parser of its module."""
+    cli = gor.module_source(gor.TRAIN_SFT).parent
+    (tmp_path / "train_sft.py").write_text((cli / "train_sft.py").read_text())
+    rm = (cli / "train_rm.py").read_text()
+    assert rm.count('"--data.chosen_key"') == 1
+    (tmp_path / "train_rm.py").write_text(rm.replace('"--data.chosen_key"', '"--data.chosen_column"'))
+    proc = subprocess.run([sys.executable, "-m", "genrm", "openrlhf", "check", str(REPO / "workflow_config.yaml"),
+                           "--cli-dir", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL  llama3.1-8b x bt: OpenRLHF 0.11.2 train_rm refuses" in proc.stdout
+    assert "ok    llama3.1-8b x verify\n" in proc.stdout
+
+
 def test_show_command_line_prints_what_the_rule_runs(production):
     proc = subprocess.run([sys.executable, "-m", "genrm", "openrlhf", "show", str(REPO / "workflow_config.yaml")],
                           capture_output=True, text=True, cwd=REPO)
@@ -190,7 +284,8 @@ def test_show_command_line_prints_what_the_rule_runs(production):
     for model, method in gconfig.genrms(production):
         _, job = production_job(production, model, method)
         assert job.shell_command() in proc.stdout.splitlines()
-        assert json.dumps(gor.job_resources(gconfig.openrlhf_settings(production, model))) in proc.stdout
+        assert json.dumps(gor.job_resources(gconfig.openrlhf_settings(production, model, method))) in proc.stdout
+    assert "-m openrlhf.cli.train_rm" in proc.stdout
 
 
 # --- launchers ------------------------------------------------------------------
@@ -213,7 +308,7 @@ def test_single_node_launch(production):
     assert before == []
     assert args.standalone and args.nnodes == "1" and args.nproc_per_node == str(settings.gpus_per_node)
     assert args.module and args.training_script == "openrlhf.cli.train_sft"
-    assert args.training_script_args == job.train_sft_args()
+    assert args.training_script_args == job.module_args()
 
 
 def test_multi_node_launch_has_one_torchrun_per_node_and_a_c10d_rendezvous(production):
@@ -339,7 +434,7 @@ def sft_dataset(tokenizer, rows, words, parser, max_len=None):
     import datasets
     from openrlhf.datasets import SFTDataset
 
-    args = hierarchize(parser.parse_args(gor.launch_train_sft_args(words)))
+    args = hierarchize(parser.parse_args(gor.launch_args(words)))
     strategy = SimpleNamespace(args=args, print=lambda *a, **k: None, is_rank_0=lambda: True)
     return SFTDataset(datasets.Dataset.from_list(rows), tokenizer, max_len or args.data.max_len, strategy,
                       pretrain_mode=args.model.pretrain_mode_enable, input_template=args.data.input_template,
@@ -444,6 +539,86 @@ def test_tiny_preset_rows_fit(tiny_model_dir, sft_rows, tiny_job, parser):
     judge, correct, _ = sft_rows
     report = measure(judge + correct, tokenizer, 512)
     assert report["exceeding"] == 0
+
+
+# --- OpenRLHF's RewardDataset over genrm's Bradley-Terry rows ------------------------
+
+
+@pytest.fixture(scope="module")
+def bt_rows(demo_preferences):
+    from collections import Counter
+
+    from genrm.io import iter_jsonl
+    from genrm.train.rows import bt_rows as make_rows
+
+    pairs = list(iter_jsonl(demo_preferences))[:40]
+    rows = list(make_rows(pairs, Counter()))
+    assert any(len(r["chosen"]) > 2 for r in rows)  # multi-turn pairs among them
+    return rows
+
+
+def reward_dataset(tokenizer, rows, words, parser):
+    """OpenRLHF's RewardDataset built the way train_rm builds it, from a launch command."""
+    import datasets
+    from openrlhf.datasets import RewardDataset
+
+    args = hierarchize(parser.parse_args(gor.launch_args(words)))
+    strategy = SimpleNamespace(args=args, print=lambda *a, **k: None, is_rank_0=lambda: True)
+    return RewardDataset(datasets.Dataset.from_list(rows), tokenizer, args.data.max_len, strategy,
+                         input_template=args.data.input_template, num_processors=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_bt_job(tiny_model_dir, tmp_path_factory):
+    cfg = tiny_config()
+    settings = gconfig.openrlhf_settings(cfg, "tiny-instruct", "bt")
+    return gor.rule_job(settings, model="tiny-instruct", method="bt", model_dir=str(tiny_model_dir),
+                        rows="rows.jsonl", out=str(tmp_path_factory.mktemp("out") / "bt"), seed=1)
+
+
+def test_reward_dataset_feeds_both_conversations_through_the_chat_template(tiny_model_dir, bt_rows, tiny_bt_job,
+                                                                           rm_parser):
+    """What train_rm feeds the model for each Bradley-Terry row: the token ids of the whole chosen and
+    rejected conversations through the chat template, ending with EOS; the same ids as the TRL
+    backend trains on (genrm.protocol.reward_text), identical up to where the final answers differ."""
+    from transformers import AutoTokenizer
+
+    from genrm.protocol import reward_text
+    from genrm.train.trl import bt_token_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert tiny_bt_job.module == gor.TRAIN_RM
+    ds = reward_dataset(tokenizer, bt_rows, tiny_bt_job.launch, rm_parser)
+    assert len(ds) == len(bt_rows)  # nothing dropped
+    for i, row in enumerate(bt_rows):
+        chosen_ids, chosen_mask, rejected_ids, rejected_mask, margin = ds[i]
+        chosen, rejected = chosen_ids[0].tolist(), rejected_ids[0].tolist()
+        assert margin == 0 and chosen_mask.all() and rejected_mask.all()
+        # the chat template, not OpenRLHF's "User: ... Assistant:" fallback, and EOS last
+        text = tokenizer.decode(chosen, skip_special_tokens=False)
+        assert text.startswith("<|user|>\n") and text.endswith("<|assistant|>\n" + row["chosen"][-1]["content"]
+                                                                 + tokenizer.eos_token)
+        assert chosen[-1] == rejected[-1] == tokenizer.eos_token_id
+        # token for token what the TRL backend trains on and the judge scores
+        assert bt_token_ids(tokenizer, row) == {"chosen_ids": chosen, "rejected_ids": rejected}
+        assert chosen == tokenizer(reward_text(tokenizer, row["chosen"]), add_special_tokens=False)["input_ids"]
+        # the shared conversation is the same tokens on both sides; the answers differ
+        context = tokenizer.apply_chat_template(row["chosen"][:-1], tokenize=False, add_generation_prompt=True)
+        n = len(tokenizer(context, add_special_tokens=False)["input_ids"])
+        assert chosen[:n] == rejected[:n] and chosen[n:] != rejected[n:]
+        if len(row["chosen"]) > 2:
+            assert tokenizer.decode(chosen).count("<|assistant|>") == len(row["chosen"]) // 2
+
+
+def test_reward_dataset_without_the_chat_template_flag_fails(tiny_model_dir, bt_rows, tiny_bt_job, rm_parser):
+    """Without --data.apply_chat_template train_rm would read the message lists as text: it fails."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    words = [w for w in tiny_bt_job.launch if w != "--data.apply_chat_template"]
+    ds = reward_dataset(tokenizer, bt_rows[:2], words, rm_parser)
+    with pytest.raises(TypeError, match="concatenate str"):  # "" + a list of messages
+        ds[0]
 
 
 # --- running: the model appears only when training succeeded ------------------------

@@ -1,10 +1,13 @@
-"""The max_len guard: how many SFT rows would a training job not take whole?
+"""The max_len guard: how many training rows would a training job not take whole?
 
 OpenRLHF's SFTDataset drops a row without a word when its prompt has
 ``max_len - 2`` tokens or more, and cuts a row longer than ``max_len`` (the end
-is lost; for a judge row that is the verdict). This module counts both, with
-the model's own tokenizer and chat template and the same text OpenRLHF builds,
-and stops the run when more than a set fraction of the rows is affected.
+is lost; for a judge row that is the verdict). Its RewardDataset cuts each side
+of a Bradley-Terry row (method bt) to ``max_len`` and writes EOS over the last
+token kept (the end of the answer, where the two sides differ, is lost); TRL's
+RewardTrainer drops such a row. This module counts all of these, with the
+model's own tokenizer and chat template and the same text OpenRLHF builds, and
+stops the run when more than a set fraction of the rows is affected.
 
 ``python -m genrm check-lengths --rows R --model M --max-len N --max-fraction F --out report.json``
 """
@@ -17,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from genrm.io import iter_jsonl, write_json
+from genrm.protocol import reward_text
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +56,35 @@ def _batches(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
         yield batch
 
 
+def is_bt_row(row: dict) -> bool:
+    """A Bradley-Terry row (``chosen``/``rejected`` conversations) rather than an SFT row."""
+    return "chosen" in row
+
+
+def _measure_bt(batch: list[dict], tokenizer, max_len: int, counts: dict, lengths: list[int]) -> None:
+    """Bradley-Terry rows: a row is cut when either side is longer than ``max_len``."""
+    texts = [reward_text(tokenizer, row[side]) for row in batch for side in ("chosen", "rejected")]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    for k in range(len(batch)):
+        longer = max(len(ids[2 * k]), len(ids[2 * k + 1]))
+        lengths.append(longer)
+        counts["truncated"] += longer > max_len
+
+
 def measure(rows: Iterable[dict], tokenizer, max_len: int) -> dict:
     """Count the rows that OpenRLHF would drop (prompt too long), cut (row too long),
-    or misread (a chat template whose prompt is not a prefix of the whole row)."""
+    or misread (a chat template whose prompt is not a prefix of the whole row). A
+    Bradley-Terry row counts as cut when either of its two sequences is too long; its
+    length is that of the longer one."""
     counts = {"rows": 0, "dropped": 0, "truncated": 0, "template_mismatch": 0}
     lengths: list[int] = []
+    kind = "sft"
     for batch in _batches(rows, BATCH):
+        if is_bt_row(batch[0]):
+            kind = "bt"
+            counts["rows"] += len(batch)
+            _measure_bt(batch, tokenizer, max_len, counts, lengths)
+            continue
         rendered = [render(tokenizer, row) for row in batch]
         counts["rows"] += len(batch)
         counts["template_mismatch"] += sum(r is None for r in rendered)
@@ -79,6 +106,7 @@ def measure(rows: Iterable[dict], tokenizer, max_len: int) -> dict:
         return lengths[min(len(lengths) - 1, int(q * len(lengths)))] if lengths else None
 
     return {
+        "row_kind": kind,
         **counts,
         "max_len": max_len,
         "exceeding": exceeding,
@@ -107,6 +135,7 @@ def check_lengths(rows: str, model_dir: str, max_len: int, max_fraction: float, 
             f"({report['fraction_exceeding']:.2%}) do not fit max_len={max_len} tokens with this model's "
             f"tokenizer and chat template, above the allowed {max_fraction:.2%}: OpenRLHF would silently "
             f"drop {report['dropped']} (prompt too long) and cut the end off {report['truncated']}"
+            + (" (TRL's RewardTrainer would drop them)" if report["row_kind"] == "bt" else "")
             + (f"; {report['template_mismatch']} rows render differently with and without the answer"
                if report["template_mismatch"] else "")
             + f". Longest row: {report['tokens']['max']} tokens, 99th percentile: {report['tokens']['p99']}. "

@@ -1,11 +1,13 @@
 """The OpenRLHF backend: the one module that knows OpenRLHF's flag names.
 
-It turns a model's resolved settings (``genrm.config.openrlhf_settings``: a size
-preset plus overrides, typed as ``OpenRLHFSettings``) into the launch command of ``openrlhf.cli.train_sft`` of
-openrlhf 0.11.2 (dotted flags ``--model.*``, ``--data.*``, ``--train.*``,
-``--ds.*``, ``--ckpt.*``, ``--adam.*``, ``--logger.*``; the names changed
-wholesale within 0.10.x, so the version is pinned and the tests parse every
-generated command with the parser recovered from the installed source).
+It turns a job's resolved settings (``genrm.config.openrlhf_settings``: a size
+preset plus overrides, typed as ``OpenRLHFSettings``) into the launch command of
+openrlhf 0.11.2's ``openrlhf.cli.train_sft`` (a GenRM) or ``openrlhf.cli.train_rm``
+(a Bradley-Terry reward model, method bt), with dotted flags ``--model.*``,
+``--data.*``, ``--train.*``, ``--ds.*``, ``--ckpt.*``, ``--adam.*``, ``--logger.*``
+(the names changed wholesale within 0.10.x, so the version is pinned and the
+tests parse every generated command with the parser of its module, recovered
+from the installed source).
 
 Launching:
 
@@ -20,13 +22,15 @@ Outputs: OpenRLHF writes the Hugging Face model into ``<out>.partial``; the
 wrapper (``python -m genrm openrlhf run``) renames it to ``<out>`` only after a
 successful exit, so an interrupted job never leaves a model that looks
 complete. DeepSpeed checkpoints go to a directory outside the declared output
-and are loaded on start (``--ckpt.load_enable``): a retried job resumes.
+and are loaded on start (``--ckpt.load_enable``): a retried job resumes. The
+same holds for both modules.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -42,15 +46,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genrm import paths
-from genrm.config import OpenRLHFSettings
+from genrm.config import OpenRLHFSettings, objective
 from genrm.io import replace_path, write_json
 
 log = logging.getLogger(__name__)
 
 OPENRLHF_VERSION = "0.11.2"
-TRAIN_MODULE = "openrlhf.cli.train_sft"
+TRAIN_SFT = "openrlhf.cli.train_sft"
+TRAIN_RM = "openrlhf.cli.train_rm"
+MODULES = {"sft": TRAIN_SFT, "bt": TRAIN_RM}  # by training objective (genrm.config.objective)
+# SFT rows (genrm.train.rows): the prompt messages and the response messages
 INPUT_KEY = "prompt"
 OUTPUT_KEY = "response"
+# Bradley-Terry rows: the two whole conversations
+CHOSEN_KEY = "chosen"
+REJECTED_KEY = "rejected"
+# The reward head: named as transformers' *ForSequenceClassification names it, so that the
+# saved model loads with AutoModelForSequenceClassification; the Bradley-Terry loss.
+VALUE_HEAD_PREFIX = "score"
+RM_LOSS = "sigmoid"
 # OpenRLHF keeps only the first --data.max_samples rows (default 1,000,000) without a word.
 MAX_SAMPLES = 1_000_000_000
 STAGING_SUFFIX = ".partial"
@@ -76,15 +90,21 @@ def _num(x) -> str:
 # --- the command --------------------------------------------------------------
 
 
-def train_sft_args(s: OpenRLHFSettings, *, model_dir: str, rows: str, output_dir: str, checkpoint_dir: str,
-                   tensorboard_dir: str, run_name: str, seed: int) -> list[str]:
-    """The flags of ``openrlhf.cli.train_sft`` for one job."""
+def train_args(s: OpenRLHFSettings, goal: str, *, model_dir: str, rows: str, output_dir: str,
+               checkpoint_dir: str, tensorboard_dir: str, run_name: str, seed: int) -> list[str]:
+    """The flags of one job's module: ``train_sft`` (``goal`` sft) or ``train_rm`` (``goal`` bt)."""
+    if goal == "sft":
+        # the project's SFT rows through the model's own chat template; loss on the response
+        data = ["--data.input_key", INPUT_KEY, "--data.output_key", OUTPUT_KEY]
+    elif goal == "bt":
+        # both conversations through the chat template (no prompt key); the reward at the final EOS
+        data = ["--data.chosen_key", CHOSEN_KEY, "--data.rejected_key", REJECTED_KEY]
+    else:
+        raise ValueError(f"unknown training objective {goal!r}; allowed: {', '.join(MODULES)}")
     args = [
         "--model.model_name_or_path", model_dir,
-        # data: the project's rows through the model's own chat template
         "--data.dataset", rows,
-        "--data.input_key", INPUT_KEY,
-        "--data.output_key", OUTPUT_KEY,
+        *data,
         "--data.apply_chat_template",
         "--data.max_len", _num(s.max_len),
         "--data.max_samples", _num(MAX_SAMPLES),
@@ -104,12 +124,14 @@ def train_sft_args(s: OpenRLHFSettings, *, model_dir: str, rows: str, output_dir
         "--ds.param_dtype", s.param_dtype,
         "--ds.attn_implementation", s.attn_implementation,
     ]
+    if goal == "bt":
+        args += ["--model.loss_type", RM_LOSS, "--ds.value_head_prefix", VALUE_HEAD_PREFIX]
     switches = {
         "packing_samples": "--ds.packing_samples",
         "gradient_checkpointing": "--model.gradient_checkpointing_enable",
         "adam_offload": "--ds.adam_offload",
         "overlap_comm": "--ds.overlap_comm",
-        "use_liger_kernel": "--ds.use_liger_kernel",
+        "use_liger_kernel": "--ds.use_liger_kernel",  # train_sft only (refused for bt by problems())
     }
     args += [flag for key, flag in switches.items() if getattr(s, key)]
     if s.ring_attn_size > 1:
@@ -178,26 +200,34 @@ class Job:
             words.append("--keep-checkpoints")
         return shell_join(words) + " -- " + self.launch_line()
 
-    def train_sft_args(self) -> list[str]:
-        return list(self.launch[self.launch.index(TRAIN_MODULE) + 1:])
+    @property
+    def module(self) -> str:
+        return launch_module(self.launch)[0]
+
+    def module_args(self) -> list[str]:
+        """The flags given to the OpenRLHF module (what its parser reads)."""
+        return launch_module(self.launch)[1]
 
 
 def rule_job(settings: OpenRLHFSettings, *, model: str, method: str, model_dir: str, rows: str, out: str,
              seed: int) -> Job:
-    """The training job of one model x method as the train_genrm rule runs it: DeepSpeed
-    checkpoints under ``<checkpoint_dir>/<model>/<method>``, TensorBoard under ``logs/``."""
-    problems = settings.problems()
+    """The training job of one model x method as the train_genrm rule runs it: ``train_sft`` for a
+    GenRM, ``train_rm`` for a Bradley-Terry model (method bt); DeepSpeed checkpoints under
+    ``<checkpoint_dir>/<model>/<method>``, TensorBoard under ``logs/``."""
+    goal = objective(method)
+    problems = settings.problems(reward_model=goal == "bt")
     if problems:
         raise ValueError("OpenRLHF settings: " + "; ".join(problems))
     out = str(out)
     checkpoints = paths.CHECKPOINTS.format(checkpoint_dir=settings.checkpoint_dir, model=model, method=method)
     tensorboard = paths.TENSORBOARD.format(model=model, method=method)
     staging = staging_dir(out)
-    args = train_sft_args(settings, model_dir=str(model_dir), rows=str(rows), output_dir=staging,
-                          checkpoint_dir=checkpoints, tensorboard_dir=tensorboard, run_name=f"{model}-{method}",
-                          seed=seed)
-    launch = tuple(launcher(settings) + ["-m", TRAIN_MODULE] + args)
-    record = {"model": model, "method": method, "seed": seed, "settings": dataclasses.asdict(settings)}
+    args = train_args(settings, goal, model_dir=str(model_dir), rows=str(rows), output_dir=staging,
+                      checkpoint_dir=checkpoints, tensorboard_dir=tensorboard, run_name=f"{model}-{method}",
+                      seed=seed)
+    launch = tuple(launcher(settings) + ["-m", MODULES[goal]] + args)
+    record = {"model": model, "method": method, "objective": goal, "seed": seed,
+              "settings": dataclasses.asdict(settings)}
     return Job(launch, out, staging, checkpoints, tensorboard, settings.keep_checkpoints, record)
 
 
@@ -321,25 +351,29 @@ _ARG_TYPES = {"int": int, "float": float, "str": str}
 _LITERAL_KWARGS = ("action", "nargs", "choices", "dest", "const", "required", "metavar", "default")
 
 
-def train_sft_source() -> Path:
-    """``openrlhf/cli/train_sft.py`` of the installed OpenRLHF, found without importing it."""
-    import importlib.util
+def module_source(module: str = TRAIN_SFT, cli_dir: str | os.PathLike | None = None) -> Path:
+    """``openrlhf/cli/<name>.py`` of an OpenRLHF module (of the installed OpenRLHF unless
+    ``cli_dir`` names another ``openrlhf/cli`` folder), found without importing it."""
+    package, _, name = module.rpartition(".")
+    if package != "openrlhf.cli":
+        raise ValueError(f"{module} is not an OpenRLHF command-line module (openrlhf.cli.*)")
+    if cli_dir is None:
+        import importlib.util
 
-    spec = importlib.util.find_spec("openrlhf")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("openrlhf is not installed (pip install --no-deps openrlhf==" + OPENRLHF_VERSION + ")")
-    return Path(list(spec.submodule_search_locations)[0]) / "cli" / "train_sft.py"
+        spec = importlib.util.find_spec("openrlhf")
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError("openrlhf is not installed (pip install --no-deps openrlhf==" + OPENRLHF_VERSION
+                                    + ")")
+        cli_dir = Path(list(spec.submodule_search_locations)[0]) / "cli"
+    return Path(cli_dir) / f"{name}.py"
 
 
-def recover_parser(source: str | os.PathLike | None = None) -> argparse.ArgumentParser:
-    """OpenRLHF's own train_sft argument parser, rebuilt from its source: every
-    ``parser.add_argument(...)`` call is read with ``ast`` (nothing is imported, so
-    no CUDA, DeepSpeed or flash-attn is needed). Abbreviated flags are refused,
-    which the real parser would accept."""
+@functools.cache
+def _recover_parser(source: Path, prog: str) -> argparse.ArgumentParser:
     import ast
 
-    tree = ast.parse(Path(source or train_sft_source()).read_text(encoding="utf-8"))
-    parser = argparse.ArgumentParser(prog="openrlhf.cli.train_sft", allow_abbrev=False)
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    parser = argparse.ArgumentParser(prog=prog, allow_abbrev=False)
     count = 0
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
@@ -362,25 +396,39 @@ def recover_parser(source: str | os.PathLike | None = None) -> argparse.Argument
         parser.add_argument(*names, **kwargs)
         count += 1
     if count == 0:
-        raise ValueError(f"no parser.add_argument call found in {source or train_sft_source()}")
+        raise ValueError(f"no parser.add_argument call found in {source}")
     return parser
 
 
-def launch_train_sft_args(words) -> list[str]:
-    """The words after ``-m openrlhf.cli.train_sft`` of a launch command."""
+def recover_parser(module: str = TRAIN_SFT, cli_dir: str | os.PathLike | None = None) -> argparse.ArgumentParser:
+    """The argument parser of an OpenRLHF module (``train_sft``, ``train_rm``), rebuilt from its
+    source: every ``parser.add_argument(...)`` call is read with ``ast`` (nothing is imported, so
+    no CUDA, DeepSpeed or flash-attn is needed). Abbreviated flags are refused, which the real
+    parser would accept. Built once per source file."""
+    return _recover_parser(module_source(module, cli_dir).resolve(), module)
+
+
+def launch_module(words) -> tuple[str, list[str]]:
+    """The OpenRLHF module of a launch command (the word after ``-m openrlhf.cli.``) and its flags."""
     words = [str(w) for w in words]
     for i in range(len(words) - 1):
-        if words[i] == "-m" and words[i + 1] == TRAIN_MODULE:
-            return words[i + 2:]
-    raise ValueError(f"no '-m {TRAIN_MODULE}' in the command")
+        if words[i] == "-m" and words[i + 1].startswith("openrlhf.cli."):
+            return words[i + 1], words[i + 2:]
+    raise ValueError("no '-m openrlhf.cli.<module>' in the command")
+
+
+def launch_args(words) -> list[str]:
+    """The words after ``-m openrlhf.cli.<module>`` of a launch command."""
+    return launch_module(words)[1]
 
 
 def check_command(words, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
-    """Parse a launch command's train_sft flags with OpenRLHF's recovered parser;
+    """Parse a launch command's flags with the recovered parser of its own module (or ``parser``);
     an unknown flag or a bad value raises ValueError."""
-    parser = parser or recover_parser()
-    args = launch_train_sft_args(words)
+    module, args = launch_module(words)
+    parser = parser or recover_parser(module)
     try:
         return parser.parse_args(args)
     except SystemExit as exit_:
-        raise ValueError(f"OpenRLHF {OPENRLHF_VERSION} train_sft refuses: {shlex.join(args)}") from exit_
+        raise ValueError(f"OpenRLHF {OPENRLHF_VERSION} {parser.prog.rpartition('.')[2]} refuses: "
+                         f"{shlex.join(args)}") from exit_

@@ -1,8 +1,16 @@
-"""SFT rows for OpenRLHF (and the CPU TRL backend) from preference pairs.
+"""Training rows for OpenRLHF (and the CPU TRL backend) from preference pairs.
 
-Judge row: the chosen answer is put at A or B by a seeded generator and the
-response is the matching verdict. Verify+Correct adds "correct" rows (the
-user conversation answered by the chosen answer) at a ratio lambda per pair.
+SFT (GenRM) rows. Judge row: the chosen answer is put at A or B by a seeded
+generator and the response is the matching verdict. Verify+Correct adds
+"correct" rows (the user conversation answered by the chosen answer) at a ratio
+lambda per pair.
+
+Bradley-Terry rows (method bt): the same valid pairs, as the two conversations
+``{"chosen": [...], "rejected": [...]}`` that OpenRLHF's RewardDataset reads
+with ``--data.chosen_key chosen --data.rejected_key rejected
+--data.apply_chat_template`` (no prompt key: each side is the whole conversation
+through the chat template). Every pair is kept as it is: no placement, no mixing.
+
 Rows are streamed: memory stays flat whatever the size of the data.
 """
 
@@ -84,6 +92,46 @@ def format_sft(preferences: str, out: str, stats_out: str, method: str, correct_
         "chosen_at_a": stats["chosen_at_a"],
         "chosen_at_b": stats["chosen_at_b"],
         "fraction_chosen_at_a": stats["chosen_at_a"] / judge_rows,
+    }
+    write_json(stats_out, summary)
+    return summary
+
+
+# --- Bradley-Terry rows ---------------------------------------------------------------
+
+def bt_row(chosen: list[dict], rejected: list[dict]) -> dict:
+    """A pair as OpenRLHF's RewardDataset reads it: both whole conversations, roles and contents only."""
+    return {"chosen": [{"role": m["role"], "content": m["content"]} for m in chosen],
+            "rejected": [{"role": m["role"], "content": m["content"]} for m in rejected]}
+
+
+def bt_rows(pairs, stats: Counter) -> Iterator[dict]:
+    """Yield a Bradley-Terry row per valid pair; count inputs and drops by reason into ``stats``."""
+    for row in pairs:
+        stats["rows_in"] += 1
+        problem = pair_problem(row)
+        if problem:
+            stats[f"dropped:{problem}"] += 1
+            continue
+        stats["pairs"] += 1
+        yield bt_row(row["chosen"], row["rejected"])
+
+
+def format_bt(preferences: str, out: str, stats_out: str, method: str) -> dict:
+    """Write the Bradley-Terry rows of ``preferences`` to ``out`` and their counts to ``stats_out``."""
+    stats: Counter = Counter()
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for row in bt_rows(iter_jsonl(preferences), stats):
+            f.write(json.dumps(row, ensure_ascii=False))
+            f.write("\n")
+        if stats["pairs"] == 0:  # inside the block: no rows file is left behind
+            raise ValueError(f"no valid preference pair in {preferences}: {dict(stats)}")
+    summary = {
+        "method": method,
+        "rows_in": stats["rows_in"],
+        "dropped": {k.split(":", 1)[1]: v for k, v in sorted(stats.items()) if k.startswith("dropped:")},
+        "pairs": stats["pairs"],
+        "rows_out": stats["pairs"],
     }
     write_json(stats_out, summary)
     return summary
