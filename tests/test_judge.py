@@ -241,11 +241,12 @@ def test_judge_job_shortens_and_counts_long_examples_and_keeps_every_row(tiny_mo
             assert isinstance(p["output_chosen_a"], str) and isinstance(p["output_chosen_b"], str)
 
 
-def test_classifier_job_shortens_and_counts(tiny_classifier_dir, job_data, tmp_path):
+@pytest.mark.parametrize("mode", ["classifier", "bt"])
+def test_classifier_job_shortens_and_counts(tiny_classifier_dir, job_data, tmp_path, mode):
     path, rows = job_data
     out = tmp_path / "predictions.jsonl"
     judge(str(tiny_classifier_dir), str(path), str(out),
-          judge_settings("classifier", max_model_len=256, shard_size=7, batch_size=4))
+          judge_settings(mode, max_model_len=256, shard_size=7, batch_size=4))
     preds = read_jsonl(out)
     assert [p["id"] for p in preds] == [r["id"] for r in rows]
     assert preds[-1]["shortened"] is True
@@ -291,6 +292,70 @@ def test_judge_job_on_a_seeded_sample(tiny_model_dir, job_data, tmp_path):
     assert read_json(record)["sample"] == {"size": 5, "of": len(rows), "seed": settings.seed}
     assert sample_indices(len(rows), 5, settings.seed + 1) != chosen
     assert sample_indices(len(rows), 50, 0) == list(range(len(rows)))  # larger than the data: all of it
+
+
+def classifier_judge(model_dir, mode, examples=(), **settings):
+    from genrm.judge.backends.classifier import ClassifierJudge
+
+    return ClassifierJudge(str(model_dir), list(examples), judge_settings(mode, **settings), "float32")
+
+
+def test_classifier_modes_score_their_own_texts(tiny_classifier_dir):
+    """classifier (external models): the chat template's text as it is; bt (the Bradley-Terry models
+    trained here): the text they were trained on, ending with EOS (genrm.protocol.reward_text)."""
+    external, ours = classifier_judge(tiny_classifier_dir, "classifier"), classifier_judge(tiny_classifier_dir, "bt")
+    tok = ours.tokenizer
+    messages = J.classifier_messages("Tell me about the river.", "The river answer: clear.")
+    assert external.text("Tell me about the river.", "The river answer: clear.") == \
+        tok.apply_chat_template(messages, tokenize=False) == "<|user|>\nTell me about the river.<|end|>\n" \
+        "<|assistant|>\nThe river answer: clear.<|end|>\n"
+    assert ours.text("Tell me about the river.", "The river answer: clear.") == protocol.reward_text(tok, messages) \
+        == "<|user|>\nTell me about the river.<|end|>\n<|assistant|>\nThe river answer: clear.<|end|>"
+
+
+def test_reward_text_ends_with_eos_as_openrlhf_makes_it():
+    class Tok:  # a template that does not end with the EOS token: OpenRLHF appends " " + EOS
+        eos_token = "</s>"
+
+        def apply_chat_template(self, messages, tokenize=False):
+            return "".join(f"{m['role']}: {m['content']}\n" for m in messages)
+
+    assert protocol.reward_text(Tok(), [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]) \
+        == "user: q\nassistant: a </s>"
+
+
+def test_rewards_are_read_at_the_final_eos_when_padding_is_eos(tiny_classifier_dir, tmp_path):
+    """OpenRLHF saves a Llama tokenizer with padding = EOS. The reward of a batched, padded text is the
+    reward of that text alone, read at its last token, the EOS (transformers' own pooling would read
+    the token before it)."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, AutoTokenizer
+
+    model_dir = tmp_path / "rm"
+    shutil.copytree(tiny_classifier_dir, model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok.pad_token = tok.eos_token
+    tok.save_pretrained(model_dir)
+    config = AutoConfig.from_pretrained(model_dir)
+    config.pad_token_id = tok.eos_token_id  # as OpenRLHF's get_tokenizer sets it on the model
+    config.save_pretrained(model_dir)
+    judge_ = classifier_judge(model_dir, "bt", batch_size=8, token_budget=4096)
+    assert judge_.tokenizer.pad_token_id == judge_.tokenizer.eos_token_id == judge_.model.config.pad_token_id
+    texts = [judge_.text(f"Question {'long ' * k}?", f"Answer {'word ' * (3 * k)}.") for k in range(5)]
+    batched = judge_.rewards(texts)
+    model = judge_.model
+    model.config.pad_token_id = None  # one sequence, no padding: the reward at its last token
+    with torch.inference_mode():
+        alone = [model(input_ids=torch.tensor([tok(t, add_special_tokens=False)["input_ids"]])).logits[0, 0].item()
+                 for t in texts]
+        model.config.pad_token_id = tok.pad_token_id
+        enc = judge_.tokenizer.pad({"input_ids": tok(texts, add_special_tokens=False)["input_ids"]},
+                                   return_tensors="pt")
+        pooled = model(**enc).logits[:, 0].tolist()  # transformers' pooling: the last token that is not EOS
+    assert batched == pytest.approx(alone, abs=1e-5)
+    assert pooled != pytest.approx(alone, abs=1e-3)  # the check above can fail
 
 
 def test_logprob_rows_from_logprobs():

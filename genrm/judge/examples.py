@@ -84,11 +84,6 @@ def judge_prompt_length(tokenizer, ex: Example) -> int:
     return max(prompt_length(tokenizer, ex.messages(order)) for order in (True, False))
 
 
-def classifier_length(tokenizer, ex: Example) -> int:
-    return max(prompt_length(tokenizer, classifier_messages(ex.question, answer), add_generation_prompt=False)
-               for answer in (ex.chosen, ex.rejected))
-
-
 def shorten_example(tokenizer, ex: Example, budget: int,
                     length: Callable[[object, Example], int] = judge_prompt_length) -> Example:
     """Fit an example into ``budget`` tokens, deterministically; return it unchanged if it fits.

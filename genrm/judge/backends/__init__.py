@@ -3,7 +3,7 @@
 A backend is a class built once per job, ``Backend(model_dir, examples, settings,
 dtype)``, and called per shard: ``backend(indices, progress) -> prediction rows``.
 Generative judges run on the backend that ``judge.backend`` names; classifiers
-always run on transformers. Backends are imported only when a job needs one
+(modes ``classifier`` and ``bt``) always run on transformers. Backends are imported only when a job needs one
 (vLLM and torch are heavy, and vLLM is not installed everywhere).
 """
 
@@ -22,7 +22,7 @@ CLASSIFIER = "genrm.judge.backends.classifier:ClassifierJudge"
 
 def backend_class(settings: JudgeSettings):
     """The class that judges with ``settings`` (its mode and backend)."""
-    if settings.mode == "classifier":
+    if settings.mode in ("classifier", "bt"):  # external reward models, and the Bradley-Terry models trained here
         target = CLASSIFIER
     elif settings.backend in GENERATIVE:
         target = GENERATIVE[settings.backend]

@@ -1,5 +1,19 @@
 """Classifier judges (Bradley-Terry reward models) on transformers: the reward of
-(question, answer) for each answer; the higher wins, equal rewards count 0.5."""
+(question, answer) for each answer; the higher wins, equal rewards count 0.5.
+
+Two modes, differing only in the text scored:
+
+- ``classifier`` (external reward models): the conversation through the chat
+  template, as published classifiers are used;
+- ``bt`` (the Bradley-Terry models this pipeline trains): the text they were
+  trained on, ``genrm.protocol.reward_text`` (OpenRLHF's RewardDataset: the chat
+  template without trailing newlines, ending with EOS).
+
+The reward is read at the last token of each text (the attention mask says where
+it is), also when the padding token is the EOS token that ends the text (OpenRLHF
+saves Llama tokenizers so): transformers' own pooling, which looks for the last
+token that is not padding, would read the token before it.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +21,10 @@ from collections.abc import Callable, Sequence
 
 from genrm.config import JudgeSettings
 from genrm.judge.device import torch_device, torch_dtype
-from genrm.judge.examples import Example, classifier_length, classifier_messages, shorten_example, token_batches
-from genrm.protocol import ClassifierRow, classifier_row
+from genrm.judge.examples import Example, classifier_messages, shorten_example, token_batches
+from genrm.protocol import ClassifierRow, classifier_row, reward_text
+
+MODES = ("classifier", "bt")
 
 
 class ClassifierJudge:
@@ -18,15 +34,43 @@ class ClassifierJudge:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        if settings.mode not in MODES:
+            raise ValueError(f"unknown classifier mode {settings.mode!r}; allowed: {', '.join(MODES)}")
         torch.set_num_threads(settings.threads)
         self.examples, self.settings, self.device = examples, settings, torch_device()
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="right")
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        # one output: the reward (a model saved by OpenRLHF's train_rm does not say so in its config)
         self.model = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, dtype=torch_dtype(dtype)).to(self.device).eval()
+            model_dir, num_labels=1, dtype=torch_dtype(dtype)).to(self.device).eval()
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
+
+    def text(self, question: str, answer: str) -> str:
+        """The text whose reward is the answer's score, in this judge's mode."""
+        messages = classifier_messages(question, answer)
+        if self.settings.mode == "bt":
+            return reward_text(self.tokenizer, messages)
+        return self.tokenizer.apply_chat_template(messages, tokenize=False)
+
+    def length(self, tokenizer, ex: Example) -> int:
+        """Tokens of the longer of an example's two texts (what must fit the context)."""
+        return max(len(tokenizer(self.text(ex.question, answer), add_special_tokens=False)["input_ids"])
+                   for answer in (ex.chosen, ex.rejected))
+
+    def forward(self, enc) -> list[float]:
+        """Rewards of a right-padded batch, each read at its last attended token."""
+        import torch
+
+        last = enc["attention_mask"].sum(dim=-1) - 1
+        rows = torch.arange(last.shape[0], device=last.device)
+        head = getattr(self.model, "score", None)
+        if isinstance(head, torch.nn.Module):  # transformers' decoder classifiers: a body and a `score` head
+            body = getattr(self.model, self.model.base_model_prefix)
+            hidden = body(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+            return head(hidden[rows, last]).float()[:, 0].tolist()
+        return self.model(**enc).logits[:, 0].float().tolist()  # an encoder classifier pools on its own
 
     def rewards(self, texts: list[str]) -> list[float]:
         """The reward of each text, batched by length under the token budget."""
@@ -40,16 +84,14 @@ class ClassifierJudge:
                                        self.settings.batch_size):
                 idx = [order[i] for i in batch]
                 enc = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt").to(self.device)
-                for i, r in zip(idx, self.model(**enc).logits[:, 0].float().tolist()):
+                for i, r in zip(idx, self.forward(enc)):
                     rewards[i] = r
         return rewards
 
     def __call__(self, indices: Sequence[int], progress: Callable[[int], None] = lambda n: None) -> list[ClassifierRow]:
         budget = self.settings.max_model_len
-        examples = [shorten_example(self.tokenizer, self.examples[i], budget, length=classifier_length)
-                    for i in indices]
-        texts = [self.tokenizer.apply_chat_template(classifier_messages(ex.question, answer), tokenize=False)
-                 for ex in examples for answer in (ex.chosen, ex.rejected)]
+        examples = [shorten_example(self.tokenizer, self.examples[i], budget, length=self.length) for i in indices]
+        texts = [self.text(ex.question, answer) for ex in examples for answer in (ex.chosen, ex.rejected)]
         rewards = self.rewards(texts)
         progress(len(examples))
         return [classifier_row(ex.id, ex.subset, rewards[2 * k], rewards[2 * k + 1], ex.shortened)
