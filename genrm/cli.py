@@ -78,6 +78,12 @@ def cmd_format_sft(a):
     print(json.dumps(format_sft(a.preferences, a.out, a.stats, a.method, a.correct_ratio, a.seed), indent=2))
 
 
+def cmd_format_bt(a):
+    from genrm.train.rows import format_bt
+
+    print(json.dumps(format_bt(a.preferences, a.out, a.stats, a.method), indent=2))
+
+
 def cmd_check_lengths(a):
     from genrm.train.lengths import check_lengths
 
@@ -86,9 +92,10 @@ def cmd_check_lengths(a):
 
 def cmd_train(a):
     from genrm.config import TrlSettings, from_dict
-    from genrm.train.trl import train_trl
+    from genrm.train.trl import train_trl, train_trl_bt
 
-    train_trl(a.model, a.rows, a.out, from_dict(TrlSettings, _json(a.settings), "--settings"), seed=a.seed)
+    train = train_trl_bt if a.objective == "bt" else train_trl
+    train(a.model, a.rows, a.out, from_dict(TrlSettings, _json(a.settings), "--settings"), seed=a.seed)
 
 
 def cmd_openrlhf(a):
@@ -107,24 +114,23 @@ def cmd_openrlhf(a):
 
 def _openrlhf_jobs(a) -> int:
     """``show``: every training command and its resources; ``check``: parse each with the
-    installed OpenRLHF's own train_sft parser."""
-    from genrm import config, paths
+    installed OpenRLHF's own parser of the command's module (train_sft, train_rm)."""
+    from genrm import config, paths, workflow
     from genrm.train import openrlhf
 
     cfg = config.load(a.config)
-    parser = openrlhf.recover_parser(a.source) if a.action == "check" else None
     failed = 0
     for model, method in config.genrms(cfg):
-        settings = config.openrlhf_settings(cfg, model)
+        settings = config.openrlhf_settings(cfg, model, method)
         job = openrlhf.rule_job(settings, model=model, method=method, model_dir=paths.MODEL.format(name=model),
-                                rows=paths.SFT_ROWS.format(method=method),
+                                rows=workflow.train_rows(method),
                                 out=paths.TRAINED.format(model=model, method=method), seed=cfg["seed"])
-        if parser is None:
+        if a.action == "show":
             print(f"# {model} x {method}: {json.dumps(openrlhf.job_resources(settings))}")
             print(job.shell_command() + "\n")
             continue
         try:
-            openrlhf.check_command(job.launch, parser)
+            openrlhf.check_command(job.launch, openrlhf.recover_parser(job.module, a.cli_dir))
             print(f"ok    {model} x {method}")
         except ValueError as error:
             failed += 1
@@ -183,10 +189,18 @@ def cmd_plots(a):
     elif a.plot == "heatmap":
         plots.plot_heatmap(judges, scores, a.out)
     else:
-        if len(judges) != 2:
-            raise InputError("genrm-vs-base: give the base judge and the GenRM, in that order")
-        plots.plot_genrm_vs_base(judges[0], scores[0], judges[1], scores[1], a.out)
+        if len(judges) not in (2, 3):
+            raise InputError("genrm-vs-base: give the base judge, the GenRM and optionally the Bradley-Terry "
+                             "model of the same base, in that order")
+        plots.plot_genrm_vs_base(judges[0], scores[0], judges[1], scores[1], a.out,
+                                 *((judges[2], scores[2]) if len(judges) == 3 else ()))
     print(f"wrote {a.out}")
+
+
+def cmd_bt_table(a):
+    from genrm.report.tables import write_bt_comparison
+
+    print(write_bt_comparison(*_judges_and_scores(a), a.out_md, a.out_html))
 
 
 def cmd_readme(a):
@@ -255,7 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stats", required=True)
     s.set_defaults(func=cmd_format_sft)
 
-    s = sub.add_parser("check-lengths", help="count the SFT rows a training job would not take whole")
+    s = sub.add_parser("format-bt", help="preference pairs -> the Bradley-Terry rows of method bt")
+    s.add_argument("--preferences", required=True)
+    s.add_argument("--method", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--stats", required=True)
+    s.set_defaults(func=cmd_format_bt)
+
+    s = sub.add_parser("check-lengths", help="count the training rows (SFT or Bradley-Terry) a training job "
+                                             "would not take whole")
     s.add_argument("--rows", required=True)
     s.add_argument("--model", required=True, help="a model directory with its tokenizer")
     s.add_argument("--name", default=None, help="the model's name in messages")
@@ -264,10 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="the report (JSON); written only when the check passes")
     s.set_defaults(func=cmd_check_lengths)
 
-    s = sub.add_parser("train", help="train a GenRM with TRL on CPU (GPU clusters: the openrlhf step)")
+    s = sub.add_parser("train", help="train a GenRM or a Bradley-Terry model with TRL on CPU (GPU clusters: "
+                                     "the openrlhf step)")
+    s.add_argument("--objective", choices=["sft", "bt"], required=True,
+                   help="sft: a GenRM (SFTTrainer); bt: a Bradley-Terry reward model (RewardTrainer)")
     s.add_argument("--model", required=True)
     s.add_argument("--rows", required=True)
-    s.add_argument("--settings", required=True, help="JSON: the train.trl settings")
+    s.add_argument("--settings", required=True, help="JSON: the job's resolved TRL settings")
     s.add_argument("--seed", type=int, required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_train)
@@ -282,13 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--record", required=True, help="JSON: what the model's genrm_training.json records")
     c.add_argument("launch", nargs=argparse.REMAINDER)
     actions.add_parser("head-node", help="print the first node of the SLURM allocation")
-    c = actions.add_parser("show", help="print the training command and resources of every GenRM of a config")
+    c = actions.add_parser("show", help="print the command and resources of every training job of a config")
     c.add_argument("config")
-    c.add_argument("--source", default=None, help=argparse.SUPPRESS)
     c = actions.add_parser("check", help="parse every training command of a config with the installed "
-                                         "OpenRLHF's own train_sft parser (no GPU needed)")
+                                         "OpenRLHF's own parser of its module, train_sft or train_rm (no GPU "
+                                         "needed)")
     c.add_argument("config")
-    c.add_argument("--source", default=None, help="openrlhf/cli/train_sft.py (default: the installed one)")
+    c.add_argument("--cli-dir", default=None, help="an openrlhf/cli folder (default: the installed one's)")
     s.set_defaults(func=cmd_openrlhf)
 
     s = sub.add_parser("judge", help="judge RewardBench with one model")
@@ -331,6 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
     _judges_args(s)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_plots)
+
+    s = sub.add_parser("bt-table", help="each Bradley-Terry model beside the GenRMs of the same base, per "
+                                        "section (Markdown, HTML)")
+    _judges_args(s)
+    s.add_argument("--out-md", required=True)
+    s.add_argument("--out-html", required=True)
+    s.set_defaults(func=cmd_bt_table)
 
     s = sub.add_parser("readme", help="rewrite the results tables between the README's markers")
     s.add_argument("--readme", required=True)

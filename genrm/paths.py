@@ -17,9 +17,12 @@ MODEL = "resources/models/{name}"
 # contamination check and the decontaminated preference rows
 CONTAMINATION = "results/contamination/{file}"
 
-# SFT rows per method, the length guard per model x method, trained GenRMs
+# SFT rows per GenRM method, the Bradley-Terry pairs (method bt), the length guard per
+# model x method, trained GenRMs and Bradley-Terry models
 SFT_ROWS = "results/sft/{method}/rows.jsonl"
 SFT_STATS = "results/sft/{method}/stats.json"
+BT_ROWS = "results/bt/rows.jsonl"
+BT_STATS = "results/bt/stats.json"
 LENGTHS = "results/lengths/{model}/{method}.json"
 TRAINED = "results/models/{model}/{method}"
 CHECKPOINTS = "{checkpoint_dir}/{model}/{method}"
@@ -39,6 +42,7 @@ TABLE = "results/tables/{file}"
 PLOT_SECTIONS = "results/plots/sections.png"
 PLOT_HEATMAP = "results/plots/subset_heatmap.png"
 PLOT_GENRM_VS_BASE = "results/plots/genrm_vs_base/{model}/{method}.png"
+BT_COMPARISON = "results/tables/bt_vs_genrm.{ext}"
 
 
 def shards_dir(predictions: str) -> str:

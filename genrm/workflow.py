@@ -13,12 +13,14 @@ import sys
 
 from genrm import paths
 from genrm.config import (
+    BT_METHOD,
     Judge,
     agreement_sample,
     as_dict,
     genrm_name,
     genrms,
     judge_settings,
+    objective,
     openrlhf_settings,
     published_key,
     trl_settings,
@@ -58,8 +60,9 @@ def prepare_job_environment(package_root: str) -> None:
 # --- judging ------------------------------------------------------------------------
 
 def judge_model_dir(judge: Judge) -> str:
-    """The weights a judge runs: the trained GenRM, or the fetched base or external model."""
-    if judge.kind == "genrm":
+    """The weights a judge runs: the trained GenRM or Bradley-Terry model, or the fetched base or
+    external model."""
+    if judge.ours:
         return paths.TRAINED.format(model=judge.model, method=judge.genrm_method)
     return paths.MODEL.format(name=judge.model)
 
@@ -116,22 +119,34 @@ def score_command(inputs: dict, out: str) -> str:
 
 # --- training ------------------------------------------------------------------------
 
+def sft_methods(config: dict) -> list[str]:
+    """The GenRM (SFT) methods of the config, each with its own SFT rows."""
+    return [m for m in config["methods"] if objective(m) == "sft"]
+
+
+def train_rows(method: str) -> str:
+    """The rows a training job of ``method`` reads: its SFT rows, or the Bradley-Terry pairs."""
+    return paths.BT_ROWS if objective(method) == "bt" else paths.SFT_ROWS.format(method=method)
+
+
 def train_command(config: dict, model: str, method: str, model_dir: str, rows: str, out: str) -> str:
     """The shell command of one training job (rule train_genrm; ``snakemake -n -p`` prints it):
-    the OpenRLHF launch line, or ``python -m genrm train ...`` (TRL, CPU)."""
+    the OpenRLHF launch line (train_sft, or train_rm for method bt), or ``python -m genrm train
+    ...`` (TRL, CPU)."""
     if config["train"]["backend"] == "openrlhf":
-        job = rule_job(openrlhf_settings(config, model), model=model, method=method, model_dir=model_dir,
+        job = rule_job(openrlhf_settings(config, model, method), model=model, method=method, model_dir=model_dir,
                        rows=rows, out=out, seed=config["seed"])
         return job.shell_command()
     return (f"python -m genrm train --model {shlex.quote(model_dir)} --rows {shlex.quote(rows)}"
-            f" --settings {as_arg(trl_settings(config))} --seed {config['seed']} --out {shlex.quote(out)}")
+            f" --objective {objective(method)} --settings {as_arg(trl_settings(config, method))}"
+            f" --seed {config['seed']} --out {shlex.quote(out)}")
 
 
-def train_resources(config: dict, model: str) -> dict:
-    """What one training job of ``model`` asks the scheduler for (Snakemake resources)."""
+def train_resources(config: dict, model: str, method: str | None = None) -> dict:
+    """What one training job of ``model`` x ``method`` asks the scheduler for (Snakemake resources)."""
     if config["train"]["backend"] == "openrlhf":
-        return job_resources(openrlhf_settings(config, model))
-    trl = trl_settings(config)
+        return job_resources(openrlhf_settings(config, model, method))
+    trl = trl_settings(config, method)
     return {"nodes": 1, "tasks": 1, "cpus_per_task": trl.threads, "mem_mb": trl.mem_mb,
             "runtime": trl.runtime, "gpu": None, "tasks_per_gpu": None, "mpi": None}
 
@@ -142,9 +157,10 @@ def job_requests(config: dict, judges: list[Judge]) -> dict[str, dict]:
     """What each job of a run asks for on one node (CPUs and MB), by a label naming it."""
     guard = config["train"]["length_guard"]
     requests = {"check_sft_lengths (train.length_guard)": {"cpus": guard["threads"], "mem_mb": guard["mem_mb"]}}
-    for model in sorted({m for m, _ in genrms(config)}):
-        r = train_resources(config, model)
-        requests[f"train_genrm {model}"] = {"cpus": r["cpus_per_task"], "mem_mb": r["mem_mb"]}
+    for model, method in genrms(config):  # the GenRM methods of a model share their settings
+        r = train_resources(config, model, method)
+        label = f"train_genrm {model}" + (f" {method}" if objective(method) == "bt" else "")
+        requests[label] = {"cpus": r["cpus_per_task"], "mem_mb": r["mem_mb"]}
     for judge in judges:
         r = judge_resources(config, judge)
         requests[f"judge_rewardbench {judge.name}"] = {"cpus": r["cpus_per_task"], "mem_mb": r["mem_mb"]}
@@ -160,9 +176,10 @@ def requests_beyond(requests: dict[str, dict], cpus: int, mem_mb: int) -> list[s
 # --- tables --------------------------------------------------------------------------
 
 def table_row(judge: Judge) -> dict:
-    """The identity of a judge in the results tables."""
+    """The identity of a judge in the results tables (``kind`` and ``base``, the model it starts
+    from, let the report group a Bradley-Terry model with its GenRM siblings)."""
     return {"judge": judge.name, "family": judge.family, "model": judge.label, "method": judge.method,
-            "ours": judge.ours}
+            "ours": judge.ours, "kind": judge.kind, "base": judge.model}
 
 
 def table_rows(config: dict, judges: list[Judge]) -> list[dict]:
@@ -170,6 +187,15 @@ def table_rows(config: dict, judges: list[Judge]) -> list[dict]:
     return [{**table_row(j), "published": published_key(config, j)} for j in judges]
 
 
-def genrm_pair(judges: dict[str, Judge], model: str, method: str) -> tuple[Judge, Judge]:
-    """(base judge, GenRM judge) of one trained GenRM."""
-    return judges[model], judges[genrm_name(model, method)]
+def genrm_pair(judges: dict[str, Judge], model: str, method: str) -> tuple[Judge, ...]:
+    """(base judge, GenRM judge) of one trained GenRM, and the Bradley-Terry model of the same base
+    when one is trained (the plot of a GenRM against its base shows it too)."""
+    bt = judges.get(genrm_name(model, BT_METHOD))
+    return (judges[model], judges[genrm_name(model, method)]) + ((bt,) if bt is not None else ())
+
+
+def bt_groups(judges: list[Judge]) -> list[Judge]:
+    """The judges of the GenRM vs Bradley-Terry comparison: per base model with a Bradley-Terry
+    model, that model and the GenRMs trained from the same base on the same pairs."""
+    with_bt = [j.model for j in judges if j.kind == "bt"]
+    return [j for model in with_bt for j in judges if j.model == model and j.kind in ("bt", "genrm")]

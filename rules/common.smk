@@ -18,6 +18,8 @@ W.prepare_job_environment(workflow.basedir)
 
 JUDGES = {j.name: j for j in gconfig.judges(config)}
 GENRMS = gconfig.genrms(config)
+# The GenRM vs Bradley-Terry comparison: each Bradley-Terry model with the GenRMs of its base.
+BT_JUDGES = W.bt_groups(list(JUDGES.values()))
 FETCHED = list(config["models"]) + list(config["external_judges"])
 
 
@@ -45,9 +47,17 @@ def report_targets():
         *rules.diagnostics_table.output,
         *rules.plot_sections.output,
         *rules.plot_heatmap.output,
-        *(P.PLOT_GENRM_VS_BASE.format(model=model, method=method) for model, method in GENRMS),
+        *(P.PLOT_GENRM_VS_BASE.format(model=model, method=method) for model, method in GENRMS
+          if gconfig.objective(method) == "sft"),
+        *(rules.bt_table.output if BT_JUDGES else []),
         *contamination_targets(),
     ]
+
+
+def training_stats():
+    """The stats.json of every training rows file: per GenRM method, and the Bradley-Terry pairs."""
+    stats = expand(P.SFT_STATS, method=W.sft_methods(config))
+    return stats + ([P.BT_STATS] if gconfig.BT_METHOD in config["methods"] else [])
 
 
 def sft_preferences(wildcards=None):
@@ -68,6 +78,6 @@ def contamination_targets():
 def all_targets():
     return [
         *rules.tables.output,
-        *expand(P.SFT_STATS, method=config["methods"]),
+        *training_stats(),
         *report_targets(),
     ]

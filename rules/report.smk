@@ -54,14 +54,14 @@ rule tables:
 
 rule sft_table:
     input:
-        expand(P.SFT_STATS, method=config["methods"]),
+        training_stats(),
     output:
         md=P.TABLE.format(file="sft.md"),
         html=report(
             P.TABLE.format(file="sft.html"),
             caption="../report/sft.rst",
             category="3. Diagnostics",
-            labels={"table": "SFT rows"},
+            labels={"table": "training rows"},
         ),
     params:
         out_dir=lambda w, output: os.path.dirname(output[0]),
@@ -156,7 +156,7 @@ rule plot_genrm_vs_base:
             caption="../report/plot_genrm_vs_base.rst",
             category="2. Plots",
             subcategory="GenRM vs its base model",
-            labels={"plot": "GenRM vs base", "model": "{model}", "method": "{method}"},
+            labels={"plot": "GenRM vs base (and Bradley-Terry)", "model": "{model}", "method": "{method}"},
         ),
     params:
         judges=lambda w: W.as_arg(W.table_rows(config, W.genrm_pair(JUDGES, w.model, w.method))),
@@ -169,6 +169,32 @@ rule plot_genrm_vs_base:
     shell:
         "python -m genrm plots genrm-vs-base --judges {params.judges} --scores {input}"
         " --out {output} > {log} 2>&1"
+
+
+# Each Bradley-Terry model trained here beside the GenRMs of the same base model, trained on
+# the same pairs: Score and sections, and the difference GenRM - Bradley-Terry.
+rule bt_table:
+    input:
+        scores_of(BT_JUDGES),
+    output:
+        md=P.BT_COMPARISON.format(ext="md"),
+        html=report(
+            P.BT_COMPARISON.format(ext="html"),
+            caption="../report/bt_vs_genrm.rst",
+            category="1. Results",
+            labels={"table": "GenRM vs Bradley-Terry (same pairs)"},
+        ),
+    params:
+        judges=W.as_arg([W.table_row(j) for j in BT_JUDGES]),
+    log:
+        "logs/bt_table/bt_table.log",
+    benchmark:
+        "benchmarks/bt_table/bt_table.tsv"
+    conda:
+        "../envs/report.yaml"
+    shell:
+        "python -m genrm bt-table --judges {params.judges} --scores {input}"
+        " --out-md {output.md} --out-html {output.html} > {log} 2>&1"
 
 
 # `snakemake --cores 1 readme`: rewrite the tables between the README's markers.

@@ -1,20 +1,23 @@
-# One training job per model x method. The backend (config train.backend) is
-# openrlhf on GPU clusters and trl on CPU (demo, tests). What a job asks the
-# scheduler for comes from the OpenRLHF preset of the model's size, the launch
-# command from genrm.train.openrlhf (both through genrm.workflow).
+# One training job per model x method: a GenRM (SFT; OpenRLHF train_sft or TRL SFTTrainer),
+# or for method bt a Bradley-Terry reward model (OpenRLHF train_rm or TRL RewardTrainer).
+# The backend (config train.backend) is openrlhf on GPU clusters and trl on CPU (demo,
+# tests). What a job asks the scheduler for comes from the OpenRLHF preset of the model's
+# size (with train.bt over it for bt), the launch command from genrm.train.openrlhf (both
+# through genrm.workflow).
 TRAIN_ENV = "../envs/train.yaml" if config["train"]["backend"] == "openrlhf" else "../envs/train-cpu.yaml"
 
 
-# OpenRLHF drops rows whose prompt does not fit max_len and cuts longer rows,
-# silently: count them with each model's own tokenizer before any GPU is asked for.
+# OpenRLHF drops rows whose prompt does not fit max_len and cuts longer rows (both
+# sides of a Bradley-Terry pair), silently: count them with each model's own tokenizer
+# before any GPU is asked for.
 rule check_sft_lengths:
     input:
-        rows=P.SFT_ROWS,
+        rows=lambda w: W.train_rows(w.method),
         model=P.MODEL.format(name="{model}"),
     output:
         P.LENGTHS,
     params:
-        max_len=lambda w: gconfig.train_max_len(config, w.model),
+        max_len=lambda w: gconfig.train_max_len(config, w.model, w.method),
         max_fraction=config["train"]["length_guard"]["max_fraction"],
     threads: config["train"]["length_guard"]["threads"]
     resources:
@@ -34,7 +37,7 @@ rule check_sft_lengths:
 
 rule train_genrm:
     input:
-        rows=P.SFT_ROWS,
+        rows=lambda w: W.train_rows(w.method),
         model=P.MODEL.format(name="{model}"),
         lengths=P.LENGTHS,
     output:
@@ -44,19 +47,19 @@ rule train_genrm:
         command=lambda w, input, output: W.train_command(
             config, w.model, w.method, input.model, input.rows, output[0]
         ),
-    threads: lambda w: W.train_resources(config, w.model)["cpus_per_task"]
+    threads: lambda w: W.train_resources(config, w.model, w.method)["cpus_per_task"]
     resources:
         # gpu: GPUs of the whole job (sbatch --gpus); nodes; one task per node;
         # cpus_per_task and mem_mb per node; runtime in minutes; mpi: a multi-node
         # job whose shell starts its own srun (see genrm.train.openrlhf.job_resources).
-        gpu=lambda w: W.train_resources(config, w.model)["gpu"],
-        nodes=lambda w: W.train_resources(config, w.model)["nodes"],
-        tasks=lambda w: W.train_resources(config, w.model)["tasks"],
-        tasks_per_gpu=lambda w: W.train_resources(config, w.model)["tasks_per_gpu"],
-        cpus_per_task=lambda w: W.train_resources(config, w.model)["cpus_per_task"],
-        mem_mb=lambda w: W.train_resources(config, w.model)["mem_mb"],
-        runtime=lambda w: W.train_resources(config, w.model)["runtime"],
-        mpi=lambda w: W.train_resources(config, w.model)["mpi"],
+        gpu=lambda w: W.train_resources(config, w.model, w.method)["gpu"],
+        nodes=lambda w: W.train_resources(config, w.model, w.method)["nodes"],
+        tasks=lambda w: W.train_resources(config, w.model, w.method)["tasks"],
+        tasks_per_gpu=lambda w: W.train_resources(config, w.model, w.method)["tasks_per_gpu"],
+        cpus_per_task=lambda w: W.train_resources(config, w.model, w.method)["cpus_per_task"],
+        mem_mb=lambda w: W.train_resources(config, w.model, w.method)["mem_mb"],
+        runtime=lambda w: W.train_resources(config, w.model, w.method)["runtime"],
+        mpi=lambda w: W.train_resources(config, w.model, w.method)["mpi"],
     log:
         "logs/train_genrm/{model}/{method}.log",
     benchmark:

@@ -190,11 +190,11 @@ def test_benchmark_script_finds_its_planted_rows():
     assert "found: 100/100" in proc.stdout
 
 
-def _dry_run(tmp_path, extra: str) -> str:
+def _dry_run(tmp_path, extra: str, target: str = "results/sft/verify/stats.json") -> str:
     from conftest import DEMO_ARGS, snakemake
 
     (tmp_path / "extra.yaml").write_text(extra)
-    args = [*DEMO_ARGS[:2], str(tmp_path / "extra.yaml"), DEMO_ARGS[2], "-n", "-p", "results/sft/verify/stats.json"]
+    args = [*DEMO_ARGS[:2], str(tmp_path / "extra.yaml"), DEMO_ARGS[2], "-n", "-p", target]
     proc = snakemake(args, tmp_path)
     return proc.stdout + proc.stderr
 
@@ -206,3 +206,11 @@ def test_switch_feeds_sft_from_the_decontaminated_rows(tmp_path):
     off = _dry_run(tmp_path, "contamination: {drop: false}\n")
     assert "rule decontaminate" not in off
     assert re.search(r"format-sft --preferences resources/data/preferences\.jsonl", off)
+
+
+def test_switch_feeds_the_bradley_terry_rows_from_the_decontaminated_rows_too(tmp_path):
+    """The Bradley-Terry model learns from the same pairs as the GenRMs: decontaminated when dropping."""
+    on = _dry_run(tmp_path, "contamination: {drop: true}\n", "results/bt/stats.json")
+    assert re.search(r"format-bt --preferences results/contamination/preferences\.jsonl", on)
+    off = _dry_run(tmp_path, "contamination: {drop: false}\n", "results/bt/stats.json")
+    assert re.search(r"format-bt --preferences resources/data/preferences\.jsonl", off)

@@ -19,8 +19,9 @@ from genrm.evaluate import score_predictions
 from genrm.io import read_json, read_jsonl, write_jsonl
 from genrm.protocol import SUBSETS
 
-PRODUCTION_JOBS = {"download_data": 2, "fetch_model": 7, "format_sft": 2, "train_genrm": 6,
-                   "judge_rewardbench": 13, "judge_greedy_sample": 6, "score_judge": 13, "tables": 1}
+PRODUCTION_JOBS = {"download_data": 2, "fetch_model": 7, "format_sft": 2, "format_bt": 1, "train_genrm": 7,
+                   "judge_rewardbench": 14, "judge_greedy_sample": 6, "score_judge": 14, "tables": 1, "bt_table": 1,
+                   "plot_genrm_vs_base": 6}
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -49,14 +50,18 @@ def test_production_dry_run_lists_every_job(tmp_path):
     assert "results/eval/qwen2.5-7b/greedy_sample.jsonl" not in proc.stdout  # base models: greedy already
     assert "results/models/llama3.1-8b/verify_correct" in proc.stdout
     # the published training context in every training command, the published judging context in every judge job
-    commands = [line for line in proc.stdout.splitlines() if "openrlhf.cli.train_sft" in line]
+    commands = [line for line in proc.stdout.splitlines()
+                if "openrlhf.cli.train_sft" in line or "openrlhf.cli.train_rm" in line]
     assert len(commands) == PRODUCTION_JOBS["train_genrm"]
+    assert sum("openrlhf.cli.train_rm" in c for c in commands) == 1  # the Bradley-Terry model of LLaMA3.1-8B
     assert all(" --data.max_len 32768 " in c and " --train.micro_batch_size 1 " in c for c in commands)
     judging = [line for line in proc.stdout.splitlines() if "python -m genrm judge " in line]
     assert len(judging) == PRODUCTION_JOBS["judge_rewardbench"] + PRODUCTION_JOBS["judge_greedy_sample"]
     assert all('"max_model_len": 32768' in c and '"max_new_tokens": 1024' in c for c in judging)
     greedy = [c for c in judging if " --sample " in c]
     assert len(greedy) == 6 and all('"mode": "generate"' in c and " --sample 200 " in c for c in greedy)
+    assert "results/models/llama3.1-8b/bt" in proc.stdout and "results/bt/rows.jsonl" in proc.stdout
+    assert "results/models/qwen2.5-7b/bt" not in proc.stdout  # the Qwen sizes opt in
 
 
 @pytest.mark.parametrize(
@@ -135,14 +140,19 @@ def test_demo_tables_show_learning(demo_run):
     assert float(rows[("Tiny-Instruct", "LLM-as-a-Judge")]["score"]) <= 65
     assert float(rows[("Tiny-GenRM", "Verify Only")]["score"]) >= 85
     assert float(rows[("Tiny-GenRM", "Verify+Correct")]["score"]) >= 85
-    assert rows[("Tiny-Reward (untrained)", "Bradley-Terry")]["score"] != ""
+    # the Bradley-Terry model trained on the same pairs learns too; the untrained classifier does not
+    assert float(rows[("Tiny-Instruct", "Bradley-Terry (ours)")]["score"]) >= 85
+    assert float(rows[("Tiny-Reward (untrained)", "Bradley-Terry")]["score"]) <= 65
+    assert rows[("Tiny-Instruct", "Bradley-Terry (ours)")]["judge"] == "tiny-instruct__bt"
     lines = (demo_run / "results" / "tables" / "results.md").read_text().splitlines()
     header = lines.index("#### Tiny") + 2
     assert markdown_cells(lines[header]) == ["Model", "Method", "Score", "Chat", "Chat Hard", "Safety", "Reasoning"]
     assert all(c.startswith(":-") and c.endswith("-:") for c in markdown_cells(lines[header + 1]))  # centred
-    ours = [markdown_cells(line)[:2] for line in lines[header + 2:] if line.startswith("|") and "**" in line]
-    # our GenRMs are judged in logprob mode: marked, and explained under the table
-    assert ours == [["**Tiny-GenRM**", "**Verify Only ‡**"], ["**Tiny-GenRM**", "**Verify+Correct ‡**"]]
+    body = [markdown_cells(line)[:2] for line in lines[header + 2:] if line.startswith("|")]
+    # trained here: bold; our GenRMs are judged in logprob mode: marked, and explained under the table
+    assert body == [["Tiny-Instruct", "LLM-as-a-Judge ¶"], ["**Tiny-GenRM**", "**Verify Only ‡**"],
+                    ["**Tiny-GenRM**", "**Verify+Correct ‡**"], ["**Tiny-Instruct**", "**Bradley-Terry (ours)**"],
+                    ["Tiny-Reward (untrained)", "Bradley-Terry"]]
     assert any(line.startswith("‡ judged in logprob mode") for line in lines)
 
 
@@ -157,6 +167,7 @@ def test_demo_rows_say_how_they_were_judged(demo_run):
     assert protocol == {"tiny-instruct": ("generate", "1024", "0", "max_new_tokens"),
                         "tiny-instruct__verify": ("logprob", "1024", "0", "logprob"),
                         "tiny-instruct__verify_correct": ("logprob", "1024", "0", "logprob"),
+                        "tiny-instruct__bt": ("bt", "1024", "0", ""),
                         "tiny-reward": ("classifier", "1024", "0", "")}
     diagnostics = (demo_run / "results" / "tables" / "diagnostics.md").read_text()
     for judge in ("tiny-instruct__verify", "tiny-instruct__verify_correct"):
@@ -168,6 +179,25 @@ def test_demo_rows_say_how_they_were_judged(demo_run):
         assert agreement["share"] >= 0.99 and float(rows[judge]["agreement_with_greedy"]) >= 0.99
         assert f"{100 * agreement['share']:.2f} ({agreement['agree']}/{agreement['compared']};" in diagnostics
     assert not (demo_run / "results" / "eval" / "tiny-instruct" / "greedy_sample.jsonl").exists()
+
+
+def test_demo_compares_the_bradley_terry_model_with_its_genrm_siblings(demo_run):
+    from genrm.protocol import SECTIONS
+
+    text = (demo_run / "results" / "tables" / "bt_vs_genrm.md").read_text()
+    assert "#### Tiny: Tiny-Instruct" in text and "difference (Verify+Correct - Bradley-Terry)" in text
+    bt = read_json(demo_run / "results" / "eval" / "tiny-instruct__bt" / "scores.json")
+    genrm = read_json(demo_run / "results" / "eval" / "tiny-instruct__verify" / "scores.json")
+    diffs = [round(100 * genrm[k] - 100 * bt[k], 2) if k == "score" else
+             round(100 * genrm["sections"][k] - 100 * bt["sections"][k], 2) for k in ("score", *SECTIONS)]
+    row = next(line for line in text.splitlines() if "difference (Verify Only - Bradley-Terry)" in line)
+    assert [float(c) for c in markdown_cells(row)[2:]] == pytest.approx(diffs, abs=0.011)
+    stats = read_json(demo_run / "results" / "bt" / "stats.json")
+    assert stats["pairs"] == 4000 and sum(stats["dropped"].values()) == 7  # the same pairs as the GenRMs
+    training = read_json(demo_run / "results" / "models" / "tiny-instruct" / "bt" / "genrm_training.json")
+    assert training["objective"] == "bt" and training["rows_trained"] == 4000
+    assert (demo_run / "results" / "plots" / "genrm_vs_base" / "tiny-instruct" / "verify.png").is_file()
+    assert not (demo_run / "results" / "plots" / "genrm_vs_base" / "tiny-instruct" / "bt.png").exists()
 
 
 def official_scores(predictions: list[dict]) -> tuple[dict, float]:
@@ -195,7 +225,7 @@ def test_demo_scores_match_official_weighting(demo_run):
     with open(demo_run / "results" / "tables" / "results.csv") as f:
         table = {r["judge"]: r for r in csv.DictReader(f)}
     files = sorted((demo_run / "results" / "eval").glob("*/scores.json"))
-    assert {f.parent.name for f in files} == set(table) and len(files) == 4
+    assert {f.parent.name for f in files} == set(table) and len(files) == 5
     for scores_file in files:
         predictions = read_jsonl(scores_file.parent / "predictions.jsonl")
         sections, score = official_scores(predictions)

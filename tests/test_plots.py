@@ -81,6 +81,28 @@ def test_genrm_vs_base(tmp_path, data):
     png_size(out)
 
 
+BT = {"judge": "llama3.1-8b__bt", "family": "LLaMA", "model": "LLaMA3.1-8B-Instruct", "method": "Bradley-Terry (ours)",
+      "ours": True}
+
+
+def test_genrm_vs_base_with_the_bradley_terry_model(tmp_path, data):
+    """The Bradley-Terry model of the same base joins the plot: its sections, and its subsets (None
+    where it judged none)."""
+    out = tmp_path / "gvb_bt.png"
+    bt = data[2]  # some subsets missing
+    result = plots.plot_genrm_vs_base(JUDGES[0], data[0], JUDGES[1], data[1], str(out), BT, bt)
+    assert result["metrics"] == plots.genrm_vs_base_data(data[0], data[1])["metrics"]
+    assert result["bt"]["metrics"]["score"] == pytest.approx(100 * bt["score"])
+    assert result["bt"]["metrics"]["chat"] == pytest.approx(100 * bt["sections"]["chat"])
+    assert result["bt"]["subsets"]["donotanswer"] is None
+    assert result["bt"]["subsets"]["hep-go"] == pytest.approx(100 * bt["subsets"]["hep-go"])
+    assert set(result["bt"]["subsets"]) == set(result["subsets"])
+    without = tmp_path / "gvb.png"
+    plots.plot_genrm_vs_base(JUDGES[0], data[0], JUDGES[1], data[1], str(without))
+    assert out.read_bytes() != without.read_bytes()
+    png_size(out)
+
+
 def test_same_data_same_bytes(tmp_path, data):
     plots.plot_heatmap(JUDGES, data, str(tmp_path / "a.png"))
     plots.plot_heatmap(JUDGES, data, str(tmp_path / "b.png"))
@@ -95,7 +117,9 @@ def test_command_line(tmp_path, data):
     for args in (["sections", "--judges", json.dumps(JUDGES), "--scores", *files, "--out", str(tmp_path / "s.png")],
                  ["heatmap", "--judges", json.dumps(JUDGES), "--scores", *files, "--out", str(tmp_path / "h.png")],
                  ["genrm-vs-base", "--judges", json.dumps(JUDGES[:2]), "--scores", files[0], files[1],
-                  "--out", str(tmp_path / "g.png")]):
+                  "--out", str(tmp_path / "g.png")],
+                 ["genrm-vs-base", "--judges", json.dumps(JUDGES[:2] + [BT]), "--scores", *files,
+                  "--out", str(tmp_path / "gbt.png")]):
         proc = subprocess.run([sys.executable, "-m", "genrm", "plots", *args], capture_output=True, text=True,
                               cwd=REPO)
         assert proc.returncode == 0, proc.stderr

@@ -129,6 +129,7 @@ EXPECTED = {
     "results/tables/coverage.html": "html",
     "results/tables/diagnostics.html": "html",
     "results/tables/sft.html": "html",
+    "results/tables/bt_vs_genrm.html": "html",
     "results/contamination/report.html": "html",
     "results/plots/sections.png": "img",
     "results/plots/subset_heatmap.png": "img",
@@ -143,12 +144,13 @@ def test_front_page_explains_the_run(report_html, browser):
                         "'What this run did') ? document.body.innerText : null")
     assert text, "the front page did not render"
     for phrase in ("GenRM on RewardBench", "demo:preferences", "Tiny-Instruct", "Tiny-GenRM / Verify Only",
+                   "Tiny-Instruct / Bradley-Terry (ours) (on the same pairs)",
                    "Tiny-Reward (untrained)", "How judges are scored", "Results against the published figures",
                    "contaminated training rows were"):
         assert phrase in text, phrase
     # the comparison table is on the front page, one row per judge of the demo
     rows = browser.js("return [...document.querySelectorAll('.genrm-tables table tr')].map(r => r.innerText)")
-    assert len(rows) == 1 + 4
+    assert len(rows) == 1 + 5
     assert any("Tiny-GenRM" in r and "reproduced (no published row)" in r for r in rows)
 
 

@@ -91,14 +91,6 @@ def slurm_dry_run(tmp_path_factory):
                         "--configfile", str(REPO / "workflow_config.yaml")))
 
 
-@pytest.fixture(scope="module")
-def parser():
-    pytest.importorskip("openrlhf")
-    from genrm.train.openrlhf import recover_parser
-
-    return recover_parser()
-
-
 def train_jobs(all_jobs):
     return {(j["wildcards"]["model"], j["wildcards"]["method"]): j for j in all_jobs if j["rule"] == "train_genrm"}
 
@@ -113,8 +105,8 @@ def test_dry_run_has_every_training_job(slurm_dry_run, production):
 
 @dryrun
 def test_training_resources_are_the_presets(slurm_dry_run, production):
-    for (model, _method), job in train_jobs(slurm_dry_run).items():
-        s = gconfig.openrlhf_settings(production, model)
+    for (model, method), job in train_jobs(slurm_dry_run).items():
+        s = gconfig.openrlhf_settings(production, model, method)
         r = job["resources"]
         assert int(r["gpu"]) == s.nodes * s.gpus_per_node, model
         assert int(r["nodes"]) == s.nodes and int(r["tasks"]) == s.nodes
@@ -127,19 +119,30 @@ def test_training_resources_are_the_presets(slurm_dry_run, production):
 
 
 @dryrun
-def test_printed_commands_parse_with_openrlhf_and_match_the_presets(slurm_dry_run, production, parser):
+def test_printed_commands_parse_with_openrlhf_and_match_the_presets(slurm_dry_run, production):
+    """Each printed command parses with the parser of its own OpenRLHF module, recovered from the
+    installed source: train_sft for the GenRMs, train_rm for the Bradley-Terry model."""
     import json
 
-    from genrm.train.openrlhf import check_command
+    pytest.importorskip("openrlhf")
+    from genrm.train.openrlhf import check_command, launch_module
 
+    modules = set()
     for (model, method), job in train_jobs(slurm_dry_run).items():
-        s = gconfig.openrlhf_settings(production, model)
+        s = gconfig.openrlhf_settings(production, model, method)
         command = job["shell"]
         assert command.endswith(f"> logs/train_genrm/{model}/{method}.log 2>&1")
         words = shlex.split(command.rsplit(" > ", 1)[0])
-        args = vars(check_command(words, parser))
-        assert args["data.apply_chat_template"] and args["data.input_key"] == "prompt"
-        assert args["data.output_key"] == "response"
+        module = launch_module(words)[0]
+        modules.add(module)
+        args = vars(check_command(words))
+        assert args["data.apply_chat_template"]
+        if method == "bt":
+            assert module == "openrlhf.cli.train_rm" and args["data.dataset"] == "results/bt/rows.jsonl"
+            assert (args["data.chosen_key"], args["data.rejected_key"]) == ("chosen", "rejected")
+        else:
+            assert module == "openrlhf.cli.train_sft"
+            assert args["data.input_key"] == "prompt" and args["data.output_key"] == "response"
         assert args["ckpt.output_dir"] == f"results/models/{model}/{method}.partial"
         assert args["train.micro_batch_size"] == s.micro_batch_size and args["ds.zero_stage"] == 3
         assert f"--nproc-per-node={s.gpus_per_node}" in words
@@ -151,12 +154,13 @@ def test_printed_commands_parse_with_openrlhf_and_match_the_presets(slurm_dry_ru
         assert args["train.seed"] == production["seed"]
         if s.nodes > 1:
             assert words[words.index("--") + 1] == "srun" and "--rdzv-backend=c10d" in words
+    assert modules == {"openrlhf.cli.train_sft", "openrlhf.cli.train_rm"}
 
 
 @dryrun
 def test_cpu_jobs_use_the_cpu_partition(slurm_dry_run):
     for job in slurm_dry_run:
-        if job["rule"] in ("check_sft_lengths", "format_sft"):
+        if job["rule"] in ("check_sft_lengths", "format_sft", "format_bt"):
             assert job["resources"]["slurm_partition"] == "YOUR_CPU_PARTITION"
             assert "gpu" not in job["resources"]
 
@@ -281,10 +285,12 @@ def test_workstation_dry_run(tmp_path):
 @dryrun
 def test_demo_config_trains_with_trl_on_cpu(tmp_path):
     out = dry_run(tmp_path, "results/models/tiny-instruct/verify", "results/models/tiny-instruct/verify_correct",
+                  "results/models/tiny-instruct/bt",
                   "--replace-workflow-config", "--configfile", str(REPO / "configs" / "demo.yaml"))
     all_jobs = jobs(out)
     train = [j for j in all_jobs if j["rule"] == "train_genrm"]
     assert train and all(j["shell"].startswith("python -m genrm train --model ") for j in train)
+    assert [j["wildcards"]["method"] for j in train if " --objective bt " in j["shell"]] == ["bt"]
     assert all("--backend" not in j["shell"] and "openrlhf" not in j["shell"] for j in train)
     assert all("gpu" not in j["resources"] and "mpi" not in j["resources"] for j in train)
     checks = [j for j in all_jobs if j["rule"] == "check_sft_lengths"]

@@ -350,6 +350,50 @@ def test_sft_table(tmp_path):
     assert html_tables(tmp_path / "sft.html").tags["tr"] == 3
 
 
+BT_JUDGES = [
+    {"judge": "m__verify", "family": "LLaMA", "model": "M-GenRM", "method": "Verify Only", "ours": True,
+     "kind": "genrm", "base": "m"},
+    {"judge": "m__verify_correct", "family": "LLaMA", "model": "M-GenRM", "method": "Verify+Correct", "ours": True,
+     "kind": "genrm", "base": "m"},
+    {"judge": "m__bt", "family": "LLaMA", "model": "M-Instruct", "method": "Bradley-Terry (ours)", "ours": True,
+     "kind": "bt", "base": "m"},
+    {"judge": "q__verify", "family": "Qwen", "model": "Q-GenRM", "method": "Verify Only", "ours": True,
+     "kind": "genrm", "base": "q"},
+    {"judge": "q__bt", "family": "Qwen", "model": "Q-Instruct", "method": "Bradley-Terry (ours)", "ours": True,
+     "kind": "bt", "base": "q"},
+]
+
+
+def test_bt_comparison_beside_the_genrm_siblings(tmp_path):
+    """Per base model: its Bradley-Terry model, then each GenRM of the same base and the difference
+    GenRM - Bradley-Terry per section; no GenRM of another base among them."""
+    files = []
+    for i, (judge, acc) in enumerate(zip(BT_JUDGES, [0.9, 0.8, 0.7, 0.6, 0.75])):
+        path = tmp_path / f"{judge['judge']}.json"
+        write_json(path, score_predictions(predictions(acc, i)))
+        files.append(str(path))
+    md, html_path = tmp_path / "bt.md", tmp_path / "bt.html"
+    text = tables.write_bt_comparison(BT_JUDGES, files, str(md), str(html_path))
+    assert md.read_text() == text and text.startswith(f"## {tables.BT_TITLE}")
+    found = md_tables(text)
+    assert [t["header"] for t in found] == [HEADER, HEADER]
+    assert "#### LLaMA: M-Instruct" in text and "#### Qwen: Q-Instruct" in text
+    m, q = found
+    assert [plain(row)[:2] for row in m["rows"]] == [
+        ["M-Instruct", "Bradley-Terry (ours)"], ["M-GenRM", "Verify Only"],
+        ["", "difference (Verify Only - Bradley-Terry)"], ["M-GenRM", "Verify+Correct"],
+        ["", "difference (Verify+Correct - Bradley-Terry)"]]
+    assert plain(q["rows"][0])[:2] == ["Q-Instruct", "Bradley-Terry (ours)"] and len(q["rows"]) == 3
+    assert [is_bold(row) for row in m["rows"]] == [False, True, False, True, False]  # the GenRMs stand out
+    values = {j["judge"]: tables.result_rows([j], [f])[0] for j, f in zip(BT_JUDGES, files)}
+    for row, genrm in ((m["rows"][2], "m__verify"), (m["rows"][4], "m__verify_correct"), (q["rows"][2], "q__verify")):
+        bt = values[genrm.split("__")[0] + "__bt"]
+        expected = [f"{values[genrm][k] - bt[k]:+.2f}" for k in ("score", *SECTIONS)]
+        assert [float(c) for c in row[2:]] == pytest.approx([float(e) for e in expected], abs=1e-9)
+    assert float(m["rows"][2][2]) > 0 > float(q["rows"][2][2])  # the GenRM ahead for m, behind for q
+    assert html_tables(html_path).tags["tr"] == 1 + 5 + 1 + 3
+
+
 def test_cells_are_printed_as_formatted():
     """tabulate must not reparse the cells as numbers ("71.10" stays, not 71.1)."""
     table = tables.Table.of(["Model", "Score", "Diff"], [(["a", "71.10", "+1.00"], False),

@@ -4,8 +4,9 @@
   family, with the published figure of a judge marked where there is one;
 - ``heatmap``: accuracy per RewardBench subset (columns, grouped by section) for
   every judge (rows);
-- ``genrm-vs-base``: one GenRM against the base model it was trained from: the
-  sections side by side, and every subset as a point (base on x, GenRM on y).
+- ``genrm-vs-base``: one GenRM against the base model it was trained from, and the
+  Bradley-Terry model of the same base when the run trains one: the sections side
+  by side, and every subset as a point (base on x, GenRM and Bradley-Terry on y).
 
 Each plot is a pure function of the judges' table rows and their ``scores.json``
 (plus the published reference), returning the figure's data for tests;
@@ -136,46 +137,75 @@ def plot_heatmap(judges: list[dict], scores: list[dict], out: str):
 
 # --- a GenRM against its base model ------------------------------------------------------
 
-def genrm_vs_base_data(base: dict, genrm: dict) -> dict:
-    metrics = {m: (_pct(base["score"] if m == "score" else base["sections"][m]),
-                   _pct(genrm["score"] if m == "score" else genrm["sections"][m])) for m in METRICS}
+def _metric(scores: dict, m: str) -> float | None:
+    return _pct(scores["score"] if m == "score" else scores["sections"][m])
+
+
+def genrm_vs_base_data(base: dict, genrm: dict, bt: dict | None = None) -> dict:
+    """metrics: (base, GenRM) per metric; subsets: (base, GenRM) per subset both judged; with a
+    Bradley-Terry model, ``bt``: its metrics and subsets (None where it did not judge one)."""
+    metrics = {m: (_metric(base, m), _metric(genrm, m)) for m in METRICS}
     subsets = {sub: (_pct(base["subsets"].get(sub)), _pct(genrm["subsets"].get(sub))) for sub in SUBSETS
                if sub in base["subsets"] and sub in genrm["subsets"]}
-    return {"metrics": metrics, "subsets": subsets}
+    data = {"metrics": metrics, "subsets": subsets}
+    if bt is not None:
+        data["bt"] = {"metrics": {m: _metric(bt, m) for m in METRICS},
+                      "subsets": {sub: _pct(bt["subsets"].get(sub)) for sub in subsets}}
+    return data
 
 
-def plot_genrm_vs_base(base_judge: dict, base: dict, genrm_judge: dict, genrm: dict, out: str) -> dict:
+def plot_genrm_vs_base(base_judge: dict, base: dict, genrm_judge: dict, genrm: dict, out: str,
+                       bt_judge: dict | None = None, bt: dict | None = None) -> dict:
 
-    data = genrm_vs_base_data(base, genrm)
+    data = genrm_vs_base_data(base, genrm, bt)
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"width_ratios": [1.4, 1]})
     xs = range(len(METRICS))
-    b = [data["metrics"][m][0] or 0 for m in METRICS]
-    g = [data["metrics"][m][1] or 0 for m in METRICS]
-    left.bar([x - 0.2 for x in xs], b, 0.4, color="#9aa5b1", label=f"base: {judge_label(base_judge)}")
-    left.bar([x + 0.2 for x in xs], g, 0.4, color="#2b6cb0", label=f"GenRM: {judge_label(genrm_judge)}")
+    width = 0.27 if bt is not None else 0.4
+    offsets = (-width, 0.0, width) if bt is not None else (-width / 2, width / 2)
+    bars = [([data["metrics"][m][0] or 0 for m in METRICS], "#9aa5b1", f"base: {judge_label(base_judge)}"),
+            ([data["metrics"][m][1] or 0 for m in METRICS], "#2b6cb0", f"GenRM: {judge_label(genrm_judge)}")]
+    if bt is not None:
+        bars.append(([data["bt"]["metrics"][m] or 0 for m in METRICS], "#d69e2e",
+                     f"Bradley-Terry: {judge_label(bt_judge)}"))
+    for offset, (values, colour, label) in zip(offsets, bars):
+        left.bar([x + offset for x in xs], values, width, color=colour, label=label)
     for x, m in zip(xs, METRICS):
         bv, gv = data["metrics"][m]
         if bv is not None and gv is not None:
-            left.text(x, max(bv, gv) + 2, f"{gv - bv:+.1f}", ha="center", fontsize=9)
+            text = f"{gv - bv:+.1f}"
+            tv = data["bt"]["metrics"][m] if bt is not None else None
+            if tv is not None:
+                text += f"\nvs BT {gv - tv:+.1f}"
+            left.text(x, max(bv, gv, tv or 0) + 2, text, ha="center", fontsize=8 if bt is not None else 9)
     left.axhline(50, color="grey", linestyle=":", linewidth=1)
     left.set_xticks(list(xs), [METRIC_LABELS[m] for m in METRICS])
-    left.set_ylim(0, 112)
+    left.set_ylim(0, 118 if bt is not None else 112)
     left.set_ylabel("accuracy x100")
-    left.set_title("Score and sections (label: GenRM - base)")
+    left.set_title("Score and sections (label: GenRM - base" + ("; GenRM - Bradley-Terry)" if bt is not None
+                                                                 else ")"))
     left.legend(fontsize=8, loc="lower left")
     for section in SECTIONS:
-        pts = [(v[0], v[1]) for sub, v in data["subsets"].items() if SUBSET_SECTION[sub] == section]
-        if pts:
-            right.scatter([p[0] for p in pts], [p[1] for p in pts], color=SECTION_COLOURS[section],
-                          label=SECTION_LABELS[section], s=28)
+        subs = [sub for sub in data["subsets"] if SUBSET_SECTION[sub] == section]
+        if not subs:
+            continue
+        right.scatter([data["subsets"][s][0] for s in subs], [data["subsets"][s][1] for s in subs],
+                      color=SECTION_COLOURS[section], label=SECTION_LABELS[section], s=28)
+        if bt is not None:
+            pts = [(data["subsets"][s][0], data["bt"]["subsets"][s]) for s in subs
+                   if data["bt"]["subsets"][s] is not None]
+            right.scatter([p[0] for p in pts], [p[1] for p in pts], facecolors="none",
+                          edgecolors=SECTION_COLOURS[section], s=40, linewidths=1.2)
+    if bt is not None:
+        right.scatter([], [], facecolors="none", edgecolors="black", s=40, label="Bradley-Terry (hollow)")
     right.plot([0, 100], [0, 100], color="grey", linestyle="--", linewidth=1)
     right.set_xlim(-2, 102)
     right.set_ylim(-2, 102)
     right.set_xlabel("base model accuracy x100")
-    right.set_ylabel("GenRM accuracy x100")
-    right.set_title("Per subset (above the diagonal: GenRM better)")
+    right.set_ylabel("GenRM accuracy x100" + (" (hollow: Bradley-Terry)" if bt is not None else ""))
+    right.set_title("Per subset (above the diagonal: better than the base)")
     right.legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"{genrm_judge['model']} ({genrm_judge['method']}) vs its base {base_judge['model']}")
+    fig.suptitle(f"{genrm_judge['model']} ({genrm_judge['method']}) vs its base {base_judge['model']}"
+                 + (f" and {judge_label(bt_judge)}" if bt is not None else ""))
     fig.tight_layout()
     _save(fig, out)
     return data

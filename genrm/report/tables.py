@@ -149,7 +149,7 @@ def results_frame(rows: list[dict]) -> pd.DataFrame:
 @dataclass
 class Table:
     frame: pd.DataFrame  # cells as printed, one column per header cell
-    bold: list[bool]  # per row: one of our GenRMs (printed in bold)
+    bold: list[bool]  # per row: a model trained by this run (printed in bold)
     title: str = ""
     notes: list[str] = field(default_factory=list)
     intro: str = ""
@@ -296,7 +296,7 @@ def protocol_notes(rows: list[dict]) -> list[str]:
 
 
 def results_table(rows: list[dict], title: str = "") -> Table:
-    """The published layout: Model, Method, Score, sections; our GenRM rows in bold; a row judged
+    """The published layout: Model, Method, Score, sections; the models trained here in bold; a row judged
     otherwise than the original evaluation script is marked on its Method cell and explained below."""
     return Table.of(HEADER, [([r["model"], marked_method(r), *(_cell(r[m]) for m in METRICS)], bool(r["ours"]))
                              for r in rows], title, notes=protocol_notes(rows))
@@ -442,6 +442,46 @@ def write_diagnostics_table(judges: list[dict], score_files: list[str], out_md: 
     return text
 
 
+# --- GenRM vs the Bradley-Terry model of the same base, trained on the same pairs --------
+
+BT_TITLE = "GenRM vs Bradley-Terry, same base model and pairs"
+BT_NOTE = ("Score and sections x100. Each Bradley-Terry model is trained on the same valid pairs as the "
+           "GenRMs of its base model; difference = GenRM - Bradley-Terry, in points.")
+
+
+def bt_comparison_tables(judges: list[dict], score_files: list[str]) -> list[Table]:
+    """Per base model with a Bradley-Terry model (judge kind ``bt``): that model, each GenRM of
+    the same base (kind ``genrm``), and the difference GenRM - Bradley-Terry per section."""
+    if len(judges) != len(score_files):
+        raise ValueError(f"{len(judges)} judges but {len(score_files)} score files")
+    values = {}
+    for judge, path in zip(judges, score_files):
+        scores = read_json(path)
+        values[judge["judge"]] = {"score": percent(scores["score"]),
+                                  **{sec: percent(scores["sections"][sec]) for sec in SECTIONS}}
+    tables = []
+    for bt in (j for j in judges if j["kind"] == "bt"):
+        siblings = [j for j in judges if j["kind"] == "genrm" and j["base"] == bt["base"]]
+        ref = values[bt["judge"]]
+        rows = [([bt["model"], bt["method"], *(_cell(ref[m]) for m in METRICS)], False)]
+        for g in siblings:
+            mine = values[g["judge"]]
+            rows.append(([g["model"], g["method"], *(_cell(mine[m]) for m in METRICS)], True))
+            rows.append((["", f"difference ({g['method']} - Bradley-Terry)",
+                          *(_signed(difference(mine[m], ref[m])) for m in METRICS)], False))
+        tables.append(Table.of(HEADER, rows, f"{bt['family']}: {bt['model']}"))
+    return tables
+
+
+def write_bt_comparison(judges: list[dict], score_files: list[str], out_md: str, out_html: str) -> str:
+    """Write the GenRM vs Bradley-Terry tables as Markdown and as an HTML page; return the Markdown."""
+    tables = bt_comparison_tables(judges, score_files)
+    text = f"## {BT_TITLE}\n\n{BT_NOTE}\n\n" + render_markdown(tables, heading="####")
+    write_text(out_md, text)
+    write_text(out_html, render_html(tables, BT_TITLE, BT_NOTE))
+    return text
+
+
 # --- SFT rows per method (stats.json of the format step) ---------------------------
 
 def _flatten(prefix: str, value, out: dict) -> None:
@@ -479,13 +519,14 @@ def sft_table(stats_files: list[str]) -> Table:
     return Table.of(keys, [([_format_value(r.get(k)) for k in keys], False) for r in rows],
                     notes=["dropped.<reason>: preference rows that are not valid pairs, by reason; "
                            "fraction_chosen_at_a: share of judge rows with the preferred answer at A "
-                           "(seeded placement; about 0.5)."])
+                           "(seeded placement; about 0.5); pairs: the Bradley-Terry rows (method bt), "
+                           "one per valid pair."])
 
 
 def write_sft_table(stats_files: list[str], out_md: str, out_html: str) -> None:
     table = sft_table(stats_files)
     write_text(out_md, render_markdown([table]))
-    write_text(out_html, render_html([table], "SFT rows per method"))
+    write_text(out_html, render_html([table], "Training rows per method"))
 
 
 # --- writing ------------------------------------------------------------------------
@@ -526,7 +567,8 @@ def write_tables(judges: list[dict], score_files: list[str], out_dir: str,
     results = results_tables(rows)
     write_text(out / OUTPUTS["md"], render_markdown(results))
     write_text(out / OUTPUTS["html"], render_html(results, "RewardBench results (reproduced)",
-                                                  "Score and sections x100; our GenRM rows in bold."))
+                                                  "Score and sections x100; the models trained by this run "
+                                                  "(GenRMs, Bradley-Terry) in bold."))
     comparison = comparison_tables(rows)
     write_text(out / OUTPUTS["comparison_md"], COMPARISON_INTRO + "\n\n" + render_markdown(comparison))
     write_text(out / OUTPUTS["comparison_html"],

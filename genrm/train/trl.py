@@ -69,8 +69,7 @@ def train_trl(model_dir: str, rows: str, out: str, settings: TrlSettings, seed: 
         tokenizer.save_pretrained(str(work))
         write_json(work / "genrm_training.json",
                    {"backend": "trl", "objective": "sft", "rows": len(ds), "settings": dataclasses.asdict(settings),
-                    "seed": seed,
-                    "train_loss": result.training_loss})
+                    "seed": seed, "train_loss": result.training_loss})
 
 
 def bt_token_ids(tokenizer, row: dict) -> dict:
