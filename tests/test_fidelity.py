@@ -128,7 +128,9 @@ def drift(cfg: dict, rows: list[dict], parser=None) -> list[str]:
             problems.append(f"{row['Where']} ({subject}): the table says {expected!r}, the configuration "
                             f"gives {actual!r}")
 
-    models = sorted({m for m, _ in gconfig.genrms(cfg)})
+    # the GenRMs and their judges; the Bradley-Terry models (method bt) have no counterpart in the original
+    genrms = [(m, method) for m, method in gconfig.genrms(cfg) if gconfig.objective(method) == "sft"]
+    models = sorted({m for m, _ in genrms})
     for row in rows:
         kind, key = where(row["Where"]) or (None, None)
         if kind == "train.openrlhf":
@@ -136,14 +138,14 @@ def drift(cfg: dict, rows: list[dict], parser=None) -> list[str]:
                 settings = gconfig.openrlhf_settings(cfg, m)
                 check(row, m, {settings.size}, getattr(settings, key))
         elif kind == "train_sft" and parser is not None:
-            for m, method in gconfig.genrms(cfg):
+            for m, method in genrms:
                 settings = gconfig.openrlhf_settings(cfg, m)
                 job = gor.rule_job(settings, model=m, method=method, model_dir=f"resources/models/{m}",
                                    rows=f"results/sft/{method}/rows.jsonl", out=f"results/models/{m}/{method}",
                                    seed=cfg["seed"])
                 check(row, f"{m} x {method}", {settings.size}, vars(gor.check_command(job.launch, parser))[key])
         elif kind == "judge":
-            for j in gconfig.judges(cfg):
+            for j in (j for j in gconfig.judges(cfg) if j.kind != "bt"):
                 check(row, j.name, {j.kind, j.type, j.size}, getattr(gconfig.judge_settings(cfg, j), key))
         elif kind == "config":
             node = cfg

@@ -243,15 +243,21 @@ def test_judge_job_shortens_and_counts_long_examples_and_keeps_every_row(tiny_mo
 
 @pytest.mark.parametrize("mode", ["classifier", "bt"])
 def test_classifier_job_shortens_and_counts(tiny_classifier_dir, job_data, tmp_path, mode):
+    from genrm.io import read_json
+
     path, rows = job_data
-    out = tmp_path / "predictions.jsonl"
+    out, record = tmp_path / "predictions.jsonl", tmp_path / "judging.json"
+    # backend vllm as on a GPU cluster: classifiers run on transformers all the same, and say so
     judge(str(tiny_classifier_dir), str(path), str(out),
-          judge_settings(mode, max_model_len=256, shard_size=7, batch_size=4))
+          judge_settings(mode, backend="vllm", max_model_len=256, shard_size=7, batch_size=4), judging=str(record))
     preds = read_jsonl(out)
     assert [p["id"] for p in preds] == [r["id"] for r in rows]
     assert preds[-1]["shortened"] is True
     assert all(p["correct"] in (0.0, 0.5, 1.0) and isinstance(p["reward_chosen"], float) for p in preds)
     assert all(p["mode"] == "classifier" and "verdict_chosen_a" not in p for p in preds)
+    got = read_json(record)
+    assert (got["mode"], got["backend"]) == (mode, "transformers")
+    assert got["shortened"] == sum(p["shortened"] for p in preds)
 
 
 def test_judge_job_records_the_context_it_used_and_what_it_shortened(tiny_model_dir, job_data, tmp_path):

@@ -86,7 +86,7 @@ def judging_record(settings: JudgeSettings, configured: JudgeSettings, dtype: st
                    sample: dict | None) -> dict:
     """How a job's predictions were produced (``judging.json``): what the tables and the
     diagnostics report for each judge beside its scores."""
-    backend = "transformers" if settings.mode == "classifier" else settings.backend  # classifiers: transformers
+    backend = "transformers" if settings.mode in ("classifier", "bt") else settings.backend  # classifiers: transformers
     return {
         "mode": settings.mode,
         "backend": backend,
