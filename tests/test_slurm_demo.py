@@ -117,13 +117,15 @@ def test_every_job_goes_through_sbatch_and_completes_with_its_declared_resources
     for job in jobs:
         by_rule.setdefault(job["rule"], []).append(job)
     assert not LOCAL_RULES & set(by_rule), "local rules must run on the submitting node"
-    for rule in ("format_sft", "check_sft_lengths", "train_genrm", "judge_rewardbench", "score_judge", "tables",
-                 "diagnostics_table", "check_contamination"):
+    for rule in ("format_sft", "format_bt", "check_sft_lengths", "train_genrm", "judge_rewardbench", "score_judge",
+                 "tables", "bt_table", "diagnostics_table", "check_contamination"):
         assert by_rule.get(rule), f"no {rule} job went through sbatch"
         assert all(j["State"] == "COMPLETED" for j in by_rule[rule]), by_rule[rule]
-    assert len(by_rule["train_genrm"]) == 2 and len(by_rule["score_judge"]) == len(judges)
-    train = workflow.train_resources(config, "tiny-instruct")
+    assert len(by_rule["train_genrm"]) == len(gconfig.genrms(config)) == 3  # two GenRMs, a Bradley-Terry model
+    assert len(by_rule["score_judge"]) == len(judges)
     for job in by_rule["train_genrm"]:
+        method = next(m for m in config["methods"] if job["wildcards"] == f"tiny-instruct_{m}")
+        train = workflow.train_resources(config, "tiny-instruct", method)
         assert int(job["AllocCPUS"]) == train["cpus_per_task"]
         assert mem_mb(job["ReqMem"]) == train["mem_mb"] and minutes(job["Timelimit"]) == train["runtime"]
     for job in by_rule["judge_rewardbench"]:
