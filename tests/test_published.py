@@ -86,7 +86,11 @@ def test_judges_match_published_rows_by_label_and_method():
     for j in gconfig.judges(cfg):
         row = {**workflow.table_row(j), "published": gconfig.published_key(cfg, j)}
         matched[j.name] = reference.match(row, index)
-    assert all(matched.values()), [k for k, v in matched.items() if not v]  # every production judge
+    # every production judge has its published row, except the Bradley-Terry models trained
+    # here on the GenRM pairs: that comparison is new (issue 11), nobody published it
+    unmatched = {k for k, v in matched.items() if not v}
+    assert unmatched == {j.name for j in gconfig.judges(cfg) if j.kind == "bt"} == {"llama3.1-8b__bt"}
+    matched = {k: v for k, v in matched.items() if v}
     assert matched["llama3.1-8b__verify_correct"].key == ("LLaMA3.1-8B-GenRM", "Verify+Correct")
     assert matched["skywork-reward-llama3.1-8b"].key == ("Skywork-Reward-Llama-3.1-8B", "Bradley-Terry")
     assert len({m.key for m in matched.values()}) == 13
