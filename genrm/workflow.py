@@ -9,6 +9,8 @@ import dataclasses
 import json
 import os
 import shlex
+import shutil
+import subprocess
 import sys
 
 from genrm import paths
@@ -171,6 +173,39 @@ def requests_beyond(requests: dict[str, dict], cpus: int, mem_mb: int) -> list[s
     """The jobs that ask for more CPUs or memory than the largest node has (they would wait forever)."""
     return [f"{job} asks for {r['cpus']} CPUs and {r['mem_mb']} MB; the largest node has {cpus} CPUs and "
             f"{mem_mb} MB" for job, r in requests.items() if r["cpus"] > cpus or r["mem_mb"] > mem_mb]
+
+
+def largest_slurm_node() -> tuple[int, int] | None:
+    """(CPUs, memory in MB) of the largest node ``sinfo`` reports, or None without Slurm."""
+    if not shutil.which("sinfo"):
+        return None
+    proc = subprocess.run(["sinfo", "-h", "-N", "-o", "%c %m"], capture_output=True, text=True)
+    nodes = [tuple(int(x.rstrip("+")) for x in line.split()) for line in proc.stdout.splitlines()
+             if len(line.split()) == 2]
+    if proc.returncode != 0 or not nodes:
+        return None
+    return max(n[0] for n in nodes), max(n[1] for n in nodes)
+
+
+def submitted_requests(jobs) -> dict[str, dict]:
+    """What each Snakemake job about to be submitted asks for on one node, as the SLURM plugin
+    asks it (``cpus_per_task``, else the job's threads; ``mem_mb``), after --set-resources."""
+    requests = {}
+    for job in jobs:
+        if job.is_local:
+            continue
+        label = " ".join([job.rule.name, *map(str, job.wildcards)])
+        requests[label] = {"cpus": job.resources.get("cpus_per_task") or job.threads,
+                           "mem_mb": job.resources.get("mem_mb") or 0}
+    return requests
+
+
+def jobs_no_slurm_node_can_run(jobs) -> list[str]:
+    """The jobs about to be submitted that ask for more than the largest node of the cluster
+    has. Many clusters queue such a job forever (reason PartitionConfig) instead of refusing
+    it. Empty without Slurm."""
+    node = largest_slurm_node()
+    return requests_beyond(submitted_requests(jobs), *node) if node else []
 
 
 # --- tables --------------------------------------------------------------------------

@@ -23,6 +23,15 @@ BT_JUDGES = W.bt_groups(list(JUDGES.values()))
 FETCHED = list(config["models"]) + list(config["external_judges"])
 
 
+onstart:
+    # Submitting to a cluster: a job that asks for more than any node has would wait in the
+    # queue forever where the cluster does not refuse it. Refuse the run before any job starts.
+    if workflow.non_local_exec and not workflow.remote_exec:
+        _beyond = W.jobs_no_slurm_node_can_run(workflow.dag.needrun_jobs())
+        if _beyond:
+            raise WorkflowError("jobs that no node of this cluster can run:\n  " + "\n  ".join(_beyond))
+
+
 def _alternatives(names):
     return "|".join(re.escape(n) for n in sorted(set(names), key=len, reverse=True))
 

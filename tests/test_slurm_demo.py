@@ -1,7 +1,10 @@
 """The embedded demo DAG submitted to a real one-node Slurm cluster through the SLURM executor
 plugin and a profile derived from profiles/slurm: every job that is not a local rule goes
 through sbatch, accounting shows each COMPLETED with what its rule declares, the tables equal
-a local run's, and a cancelled judging job is resubmitted and resumes from its shards."""
+a local run's, and the faults a cluster brings end the way a user needs: a cancelled judging job
+is resubmitted and resumes from its shards, a job killed at its time limit fails with Slurm's
+reason and leaves no output, a submission Slurm refuses ends the run with sbatch's message, and a
+job larger than any node is refused before anything is submitted."""
 
 from __future__ import annotations
 
@@ -17,11 +20,12 @@ import yaml
 
 from conftest import DEMO_ARGS, REPO
 from genrm import config as gconfig
-from genrm import workflow
+from genrm import paths, workflow
 
 pytestmark = pytest.mark.slurm
 LOCAL_RULES = {"download_data", "fetch_model", "all"}
 CANCELLED_JUDGE = "tiny-instruct"  # the base model in generate mode: the slowest judging job
+TIMED_OUT = ("tiny-instruct", "verify_correct")  # the longest training job of the demo (minutes)
 
 
 def slurm_profile(directory: Path, **changes) -> Path:
@@ -154,3 +158,67 @@ def test_a_cancelled_judging_job_is_resubmitted_and_judges_only_its_missing_shar
     done = int(log.split(" done, ")[0].rsplit(" ", 1)[1])
     assert done >= 1 and f"{done} done, {5 - done} to judge" in log  # 276 examples in shards of 64
     assert log.count("written") == 5 - done
+
+
+# --- faults, on a small run of their own ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fault_run(local_slurm, tmp_path_factory):
+    """A working directory where everything upstream of one training job is done (run here,
+    without Slurm): the fault tests below submit only the job they are about."""
+    workdir = tmp_path_factory.mktemp("slurm-faults")
+    model = paths.TRAINED.format(model=TIMED_OUT[0], method=TIMED_OUT[1])
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--workflow-profile", "none", "--cores", "2", *DEMO_ARGS, model, "--omit-from", "train_genrm"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (workdir / paths.SFT_ROWS.format(method=TIMED_OUT[1])).exists() and not (workdir / model).exists()
+    return workdir
+
+
+def submit(local_slurm, workdir: Path, profile: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(snakemake_cmd(workdir, profile, *args), capture_output=True, text=True,
+                          env=local_slurm.env, timeout=timeout)
+
+
+def test_a_job_larger_than_any_node_is_refused_before_submission(fault_run, local_slurm, tmp_path):
+    """Many clusters queue such a job forever (reason PartitionConfig) instead of refusing it:
+    the workflow asks sinfo for the largest node and refuses the run before any job starts."""
+    since = time.strftime("%Y-%m-%dT%H:%M:%S")
+    profile = slurm_profile(tmp_path / "profile", retries=0)
+    model = paths.TRAINED.format(model=TIMED_OUT[0], method=TIMED_OUT[1])
+    proc = submit(local_slurm, fault_run, profile, model, "--set-resources", "train_genrm:cpus_per_task=64",
+                  timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "jobs that no node of this cluster can run" in output
+    assert f"train_genrm {TIMED_OUT[0]} {TIMED_OUT[1]} asks for 64 CPUs" in output
+    assert "sbatch" not in output and slurm_jobs(local_slurm, since) == []
+
+
+def test_a_submission_slurm_refuses_ends_the_run_with_sbatchs_message(fault_run, local_slurm, tmp_path):
+    profile = slurm_profile(tmp_path / "profile", retries=0)
+    proc = submit(local_slurm, fault_run, profile, paths.PREDICTIONS.format(judge=CANCELLED_JUDGE),
+                  "--set-resources", "judge_rewardbench:slurm_partition=nosuchpartition", timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "sbatch: error: invalid partition specified: nosuchpartition" in output.lower()
+    assert not (fault_run / paths.PREDICTIONS.format(judge=CANCELLED_JUDGE)).exists()
+
+
+def test_a_job_killed_at_its_time_limit_fails_with_slurms_reason_and_leaves_no_output(
+        fault_run, local_slurm, tmp_path):
+    since = time.strftime("%Y-%m-%dT%H:%M:%S")
+    profile = slurm_profile(tmp_path / "profile", retries=0)
+    model = fault_run / paths.TRAINED.format(model=TIMED_OUT[0], method=TIMED_OUT[1])
+    # a one-minute limit for a training job that needs several: Slurm ends it at its limit
+    proc = submit(local_slurm, fault_run, profile, str(model.relative_to(fault_run)),
+                  "--set-resources", "train_genrm:runtime=1", timeout=600)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "SLURM status is: 'TIMEOUT'" in output
+    jobs = [j for j in slurm_jobs(local_slurm, since) if j["rule"] == "train_genrm"]
+    assert [j["State"] for j in jobs] == ["TIMEOUT"] and minutes(jobs[0]["Timelimit"]) == 1
+    slurm_logs = list((fault_run / ".snakemake" / "slurm_logs" / "rule_train_genrm").rglob(f"{jobs[0]['JobID']}.log"))
+    assert slurm_logs and "DUE TO TIME LIMIT" in slurm_logs[0].read_text()  # slurmstepd's reason
+    assert not model.exists() and not list(model.parent.glob(f".{model.name}.*"))  # nor a partial one
