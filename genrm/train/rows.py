@@ -51,16 +51,23 @@ def correct_copies(rng: random.Random, ratio: float) -> int:
     return whole + (1 if rng.random() < ratio - whole else 0)
 
 
-def sft_rows(pairs, correct_ratio: float, seed: int, stats: Counter) -> Iterator[dict]:
-    """Yield SFT rows; count inputs, drops by reason and outputs into ``stats``."""
-    placement = random.Random(seed)
-    mixing = random.Random(seed + 1)
+def valid_pairs(pairs, stats: Counter) -> Iterator[dict]:
+    """The pairs that pass the validity filter (the same for every method); count inputs and
+    drops by reason into ``stats``."""
     for row in pairs:
         stats["rows_in"] += 1
         problem = pair_problem(row)
         if problem:
             stats[f"dropped:{problem}"] += 1
             continue
+        yield row
+
+
+def sft_rows(pairs, correct_ratio: float, seed: int, stats: Counter) -> Iterator[dict]:
+    """Yield SFT rows; count inputs, drops by reason and outputs into ``stats``."""
+    placement = random.Random(seed)
+    mixing = random.Random(seed + 1)
+    for row in valid_pairs(pairs, stats):
         chosen_at_a = placement.random() < 0.5
         stats["chosen_at_a" if chosen_at_a else "chosen_at_b"] += 1
         yield judge_row(row["chosen"], row["rejected"], chosen_at_a)
@@ -107,12 +114,7 @@ def bt_row(chosen: list[dict], rejected: list[dict]) -> dict:
 
 def bt_rows(pairs, stats: Counter) -> Iterator[dict]:
     """Yield a Bradley-Terry row per valid pair; count inputs and drops by reason into ``stats``."""
-    for row in pairs:
-        stats["rows_in"] += 1
-        problem = pair_problem(row)
-        if problem:
-            stats[f"dropped:{problem}"] += 1
-            continue
+    for row in valid_pairs(pairs, stats):
         stats["pairs"] += 1
         yield bt_row(row["chosen"], row["rejected"])
 

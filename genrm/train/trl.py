@@ -16,6 +16,7 @@ same text (judge mode ``bt``).
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from genrm.config import TrlSettings
 from genrm.io import atomic_path, remove_path, write_json
@@ -25,6 +26,32 @@ from genrm.protocol import reward_text
 def to_prompt_completion(row: dict) -> dict:
     """OpenRLHF's ``prompt``/``response`` row as TRL's conversational prompt-completion row."""
     return {"prompt": row["prompt"], "completion": row["response"]}
+
+
+def trainer_args(settings: TrlSettings, work: Path, seed: int) -> dict:
+    """The arguments SFT and reward-model training share (TRL's SFTConfig and RewardConfig):
+    the settings, the seed, CPU or bf16 on a GPU, no checkpoints, plain loss lines in the log."""
+    import torch
+
+    return {
+        "output_dir": str(work / ".trainer"),
+        "num_train_epochs": settings.epochs,
+        "learning_rate": settings.learning_rate,
+        "per_device_train_batch_size": settings.batch_size,
+        "gradient_accumulation_steps": settings.gradient_accumulation_steps,
+        "warmup_steps": settings.warmup_ratio,  # a float below 1 is a ratio of the steps
+        "lr_scheduler_type": "cosine",
+        "max_length": settings.max_length,
+        "seed": seed,
+        "data_seed": seed,
+        "logging_steps": 10,
+        "save_strategy": "no",
+        "report_to": [],
+        "use_cpu": not torch.cuda.is_available(),
+        "bf16": torch.cuda.is_available(),
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,  # plain loss lines in the job log
+    }
 
 
 def train_trl(model_dir: str, rows: str, out: str, settings: TrlSettings, seed: int) -> None:
@@ -42,26 +69,7 @@ def train_trl(model_dir: str, rows: str, out: str, settings: TrlSettings, seed: 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     with atomic_path(out, directory=True) as work:
-        args = SFTConfig(
-            output_dir=str(work / ".trainer"),
-            num_train_epochs=settings.epochs,
-            learning_rate=settings.learning_rate,
-            per_device_train_batch_size=settings.batch_size,
-            gradient_accumulation_steps=settings.gradient_accumulation_steps,
-            warmup_steps=settings.warmup_ratio,  # a float below 1 is a ratio of the steps
-            lr_scheduler_type="cosine",
-            max_length=settings.max_length,
-            completion_only_loss=True,
-            seed=seed,
-            data_seed=seed,
-            logging_steps=10,
-            save_strategy="no",
-            report_to=[],
-            use_cpu=not torch.cuda.is_available(),
-            bf16=torch.cuda.is_available(),
-            dataloader_num_workers=0,
-            disable_tqdm=True,  # plain loss lines in the job log
-        )
+        args = SFTConfig(**trainer_args(settings, work, seed), completion_only_loss=True)
         trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
         result = trainer.train()
         remove_path(work / ".trainer")  # nothing of the trainer's own belongs in the model
@@ -101,25 +109,7 @@ def train_trl_bt(model_dir: str, rows: str, out: str, settings: TrlSettings, see
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
     with atomic_path(out, directory=True) as work:
-        args = RewardConfig(
-            output_dir=str(work / ".trainer"),
-            num_train_epochs=settings.epochs,
-            learning_rate=settings.learning_rate,
-            per_device_train_batch_size=settings.batch_size,
-            gradient_accumulation_steps=settings.gradient_accumulation_steps,
-            warmup_steps=settings.warmup_ratio,  # a float below 1 is a ratio of the steps
-            lr_scheduler_type="cosine",
-            max_length=settings.max_length,
-            seed=seed,
-            data_seed=seed,
-            logging_steps=10,
-            save_strategy="no",
-            report_to=[],
-            use_cpu=not torch.cuda.is_available(),
-            bf16=torch.cuda.is_available(),
-            dataloader_num_workers=0,
-            disable_tqdm=True,  # plain loss lines in the job log
-        )
+        args = RewardConfig(**trainer_args(settings, work, seed))
         trainer = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
         result = trainer.train()
         remove_path(work / ".trainer")
