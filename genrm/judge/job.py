@@ -54,7 +54,7 @@ def judge(model: str, data: str, out: str, settings: JudgeSettings, judging: str
         log.info("a sample of %d of the %d examples (seed %d)", len(examples), available, settings.seed)
     configured = settings
     settings = fit_context(settings, model)  # the context the backends will use
-    dtype = compute_dtype()
+    dtype = compute_dtype(settings.dtype)
     store = ShardStore(paths.shards_dir(out), fingerprint(model, data, settings, dtype, sample), len(examples),
                        settings.shard_size)
     pending = store.pending()
@@ -86,7 +86,7 @@ def judging_record(settings: JudgeSettings, configured: JudgeSettings, dtype: st
                    sample: dict | None) -> dict:
     """How a job's predictions were produced (``judging.json``): what the tables and the
     diagnostics report for each judge beside its scores."""
-    backend = "transformers" if settings.mode in ("classifier", "bt") else settings.backend  # classifiers: transformers
+    backend = settings.backend
     return {
         "mode": settings.mode,
         "backend": backend,
