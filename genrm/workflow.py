@@ -70,11 +70,11 @@ def judge_model_dir(judge: Judge) -> str:
 
 
 def judge_gpus(config: dict, judge: Judge) -> int:
-    """GPUs of one judging job: the tensor parallel size for generative judges on vLLM, one for
-    classifiers on a GPU cluster (backend vllm), none for the transformers backend (CPU)."""
+    """GPUs of one judging job: on vLLM the tensor parallel size of the judge's size class (generative
+    judges and classifiers alike), none for the transformers backend (CPU)."""
     if config["judge"]["backend"] != "vllm":
         return 0
-    return config["judge"]["tensor_parallel"][judge.size] if judge.type == "generative" else 1
+    return config["judge"]["tensor_parallel"][judge.size]
 
 
 def judge_resources(config: dict, judge: Judge) -> dict:

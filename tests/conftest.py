@@ -15,7 +15,7 @@ pytest_plugins = ["slurm_cluster"]  # the local_slurm fixture: a one-node Slurm 
 TIERS = ("dryrun", "demo", "realdata", "vllm", "slurm", "gpu")
 # Fixtures that put a test in a tier of their own.
 FIXTURE_TIERS = {"demo_run": "demo", "tiny_model_dir": "demo", "tiny_classifier_dir": "demo",
-                 "rewardbench_file": "realdata"}
+                 "rewardbench_file": "realdata", "vllm_model_dir": "vllm", "vllm_classifier_dir": "vllm"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -28,6 +28,11 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker("unit")
 TINY_ARCH = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "vocab_size": 600,
              "max_position_embeddings": 4096, "init_seed": 0}
+# For the real vLLM engine on CPU: the demo's architecture (its CPU attention needs heads of 32
+# dimensions or more; TINY_ARCH's have 16), with weights spread enough (init_std) that greedy
+# outputs vary and have no near-ties, and verdict log-probabilities are far from even.
+VLLM_ARCH = {"hidden_size": 128, "num_layers": 2, "num_heads": 4, "intermediate_size": 512, "vocab_size": 2000,
+             "max_position_embeddings": 4096, "init_seed": 0, "init_std": 0.2}
 
 
 def shared_path() -> Path:
@@ -73,6 +78,29 @@ def tiny_classifier_dir(tmp_path_factory, demo_preferences) -> Path:
 
     out = tmp_path_factory.mktemp("models") / "tiny-rm"
     build_tiny_model(TINY_ARCH, str(demo_preferences), out, classifier=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def vllm_model_dir(tmp_path_factory, demo_preferences) -> Path:
+    """A tiny random causal LM that vLLM's CPU engine runs (VLLM_ARCH)."""
+    from genrm.data.models import build_tiny_model
+
+    out = tmp_path_factory.mktemp("models") / "vllm-lm"
+    build_tiny_model(VLLM_ARCH, str(demo_preferences), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def vllm_classifier_dir(tmp_path_factory, demo_preferences) -> Path:
+    """A tiny random sequence classifier (one output, the reward) that vLLM's CPU engine runs, with
+    transformers' own weight scale (with VLLM_ARCH's, the reward hardly depends on more than the
+    last few tokens, and texts that end alike tie)."""
+    from genrm.data.models import build_tiny_model
+
+    out = tmp_path_factory.mktemp("models") / "vllm-rm"
+    arch = {k: v for k, v in VLLM_ARCH.items() if k != "init_std"}
+    build_tiny_model(arch, str(demo_preferences), out, classifier=True)
     return out
 
 

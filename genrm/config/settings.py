@@ -39,6 +39,7 @@ class JudgeSettings:
 
     backend: str  # vllm | transformers
     mode: str  # generate | logprob | classifier (external) | bt (a Bradley-Terry model trained here)
+    dtype: str  # auto | float32 | bfloat16 | float16 (genrm.judge.device.compute_dtype resolves auto)
     max_new_tokens: int
     max_model_len: int
     batch_size: int
@@ -48,6 +49,7 @@ class JudgeSettings:
     threads: int
     tensor_parallel_size: int
     gpu_memory_utilization: float
+    vllm_cpu: dict  # {kv_cache_mb, enforce_eager}: the vLLM engine without a GPU
     seed: int
 
     # Settings that change a prediction: a shard made under other values is not reused.

@@ -154,6 +154,7 @@ def build_tiny_model(arch: dict, corpus: str, out: Path, classifier: bool = Fals
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=True,
         num_labels=1,
+        **({"initializer_range": arch["init_std"]} if "init_std" in arch else {}),
     )
     model = (LlamaForSequenceClassification if classifier else LlamaForCausalLM)(config)
     model.save_pretrained(out)

@@ -54,7 +54,7 @@ def judge(model: str, data: str, out: str, settings: JudgeSettings, judging: str
         log.info("a sample of %d of the %d examples (seed %d)", len(examples), available, settings.seed)
     configured = settings
     settings = fit_context(settings, model)  # the context the backends will use
-    dtype = compute_dtype()
+    dtype = compute_dtype(settings.dtype)
     store = ShardStore(paths.shards_dir(out), fingerprint(model, data, settings, dtype, sample), len(examples),
                        settings.shard_size)
     pending = store.pending()
@@ -86,15 +86,14 @@ def judging_record(settings: JudgeSettings, configured: JudgeSettings, dtype: st
                    sample: dict | None) -> dict:
     """How a job's predictions were produced (``judging.json``): what the tables and the
     diagnostics report for each judge beside its scores."""
-    backend = "transformers" if settings.mode in ("classifier", "bt") else settings.backend  # classifiers: transformers
     return {
         "mode": settings.mode,
-        "backend": backend,
+        "backend": settings.backend,
         "dtype": dtype,
         "max_model_len": settings.max_model_len,  # used: lowered to the model's own limit if smaller
         "configured_max_model_len": configured.max_model_len,
         "max_new_tokens": settings.max_new_tokens if settings.mode == "generate" else None,
-        "tensor_parallel_size": settings.tensor_parallel_size if backend == "vllm" else None,
+        "tensor_parallel_size": settings.tensor_parallel_size if settings.backend == "vllm" else None,
         "examples": len(rows),
         "shortened": sum(bool(r["shortened"]) for r in rows),
         "sample": sample,

@@ -2,9 +2,10 @@
 
 A backend is a class built once per job, ``Backend(model_dir, examples, settings,
 dtype)``, and called per shard: ``backend(indices, progress) -> prediction rows``.
-Generative judges run on the backend that ``judge.backend`` names; classifiers
-(modes ``classifier`` and ``bt``) always run on transformers. Backends are imported only when a job needs one
-(vLLM and torch are heavy, and vLLM is not installed everywhere).
+Every judge runs on the backend that ``judge.backend`` names: generative judges on
+its generating engine, classifiers (modes ``classifier`` and ``bt``) on its
+sequence classifier (vLLM: the pooling runner). Backends are imported only when a
+job needs one (vLLM and torch are heavy).
 """
 
 from __future__ import annotations
@@ -17,17 +18,18 @@ GENERATIVE = {
     "transformers": "genrm.judge.backends.transformers:TransformersJudge",
     "vllm": "genrm.judge.backends.vllm:VLLMJudge",
 }
-CLASSIFIER = "genrm.judge.backends.classifier:ClassifierJudge"
+CLASSIFIER = {
+    "transformers": "genrm.judge.backends.classifier:ClassifierJudge",
+    "vllm": "genrm.judge.backends.vllm:VLLMClassifier",
+}
 
 
 def backend_class(settings: JudgeSettings):
     """The class that judges with ``settings`` (its mode and backend)."""
-    if settings.mode in ("classifier", "bt"):  # external reward models, and the Bradley-Terry models trained here
-        target = CLASSIFIER
-    elif settings.backend in GENERATIVE:
-        target = GENERATIVE[settings.backend]
-    else:
+    if settings.backend not in GENERATIVE:
         raise ValueError(f"unknown judge backend {settings.backend!r}; allowed: {', '.join(GENERATIVE)}")
+    # classifier: external reward models; bt: the Bradley-Terry models trained here
+    target = (CLASSIFIER if settings.mode in ("classifier", "bt") else GENERATIVE)[settings.backend]
     module, name = target.split(":")
     return getattr(importlib.import_module(module), name)
 

@@ -1,5 +1,5 @@
-"""Classifier judges (Bradley-Terry reward models) on transformers: the reward of
-(question, answer) for each answer; the higher wins, equal rewards count 0.5.
+"""Classifier judges (Bradley-Terry reward models): the reward of (question, answer) for each
+answer; the higher wins, equal rewards count 0.5.
 
 Two modes, differing only in the text scored:
 
@@ -8,6 +8,10 @@ Two modes, differing only in the text scored:
 - ``bt`` (the Bradley-Terry models this pipeline trains): the text they were
   trained on, ``genrm.protocol.reward_text`` (OpenRLHF's RewardDataset: the chat
   template without trailing newlines, ending with EOS).
+
+``ClassifierTexts`` owns what a classifier scores (the texts, their shortening, the
+rows); a backend only turns token ids into rewards: ``ClassifierJudge`` here
+(transformers), ``genrm.judge.backends.vllm.VLLMClassifier`` (vLLM's pooling runner).
 
 The reward is read at the last token of each text (the attention mask says where
 it is), also when the padding token is the EOS token that ends the text (OpenRLHF
@@ -27,25 +31,18 @@ from genrm.protocol import ClassifierRow, classifier_row, reward_text
 MODES = ("classifier", "bt")
 
 
-class ClassifierJudge:
-    """The model and tokenizer loaded once per job; called per shard."""
+class ClassifierTexts:
+    """The tokenizer loaded once per job; called per shard. Subclasses compute ``rewards``."""
 
-    def __init__(self, model_dir: str, examples: list[Example], settings: JudgeSettings, dtype: str):
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    def __init__(self, model_dir: str, examples: list[Example], settings: JudgeSettings):
+        from transformers import AutoTokenizer
 
         if settings.mode not in MODES:
             raise ValueError(f"unknown classifier mode {settings.mode!r}; allowed: {', '.join(MODES)}")
-        torch.set_num_threads(settings.threads)
-        self.examples, self.settings, self.device = examples, settings, torch_device()
+        self.examples, self.settings = examples, settings
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="right")
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        # one output: the reward (a model saved by OpenRLHF's train_rm does not say so in its config)
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, num_labels=1, dtype=torch_dtype(dtype)).to(self.device).eval()
-        if self.model.config.pad_token_id is None:
-            self.model.config.pad_token_id = self.tokenizer.pad_token_id
 
     def text(self, question: str, answer: str) -> str:
         """The text whose reward is the answer's score, in this judge's mode."""
@@ -58,6 +55,36 @@ class ClassifierJudge:
         """Tokens of the longer of an example's two texts (what must fit the context)."""
         return max(len(tokenizer(self.text(ex.question, answer), add_special_tokens=False)["input_ids"])
                    for answer in (ex.chosen, ex.rejected))
+
+    def rewards(self, ids: list[list[int]]) -> list[float]:
+        """The reward of each tokenized text, read at its last token."""
+        raise NotImplementedError
+
+    def __call__(self, indices: Sequence[int], progress: Callable[[int], None] = lambda n: None) -> list[ClassifierRow]:
+        budget = self.settings.max_model_len
+        examples = [shorten_example(self.tokenizer, self.examples[i], budget, length=self.length) for i in indices]
+        texts = [self.text(ex.question, answer) for ex in examples for answer in (ex.chosen, ex.rejected)]
+        rewards = self.rewards(self.tokenizer(texts, add_special_tokens=False)["input_ids"]) if texts else []
+        progress(len(examples))
+        return [classifier_row(ex.id, ex.subset, rewards[2 * k], rewards[2 * k + 1], ex.shortened)
+                for k, ex in enumerate(examples)]
+
+
+class ClassifierJudge(ClassifierTexts):
+    """Classifier judging with transformers: the model loaded once per job."""
+
+    def __init__(self, model_dir: str, examples: list[Example], settings: JudgeSettings, dtype: str):
+        import torch
+        from transformers import AutoModelForSequenceClassification
+
+        super().__init__(model_dir, examples, settings)
+        torch.set_num_threads(settings.threads)
+        self.device = torch_device()
+        # one output: the reward (a model saved by OpenRLHF's train_rm does not say so in its config)
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, num_labels=1, dtype=torch_dtype(dtype)).to(self.device).eval()
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
 
     def forward(self, enc) -> list[float]:
         """Rewards of a right-padded batch, each read at its last attended token."""
@@ -72,11 +99,10 @@ class ClassifierJudge:
             return head(hidden[rows, last]).float()[:, 0].tolist()
         return self.model(**enc).logits[:, 0].float().tolist()  # an encoder classifier pools on its own
 
-    def rewards(self, texts: list[str]) -> list[float]:
+    def rewards(self, ids: list[list[int]]) -> list[float]:
         """The reward of each text, batched by length under the token budget."""
         import torch
 
-        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         rewards = [0.0] * len(ids)
         with torch.inference_mode():
@@ -87,12 +113,3 @@ class ClassifierJudge:
                 for i, r in zip(idx, self.forward(enc)):
                     rewards[i] = r
         return rewards
-
-    def __call__(self, indices: Sequence[int], progress: Callable[[int], None] = lambda n: None) -> list[ClassifierRow]:
-        budget = self.settings.max_model_len
-        examples = [shorten_example(self.tokenizer, self.examples[i], budget, length=self.length) for i in indices]
-        texts = [self.text(ex.question, answer) for ex in examples for answer in (ex.chosen, ex.rejected)]
-        rewards = self.rewards(texts)
-        progress(len(examples))
-        return [classifier_row(ex.id, ex.subset, rewards[2 * k], rewards[2 * k + 1], ex.shortened)
-                for k, ex in enumerate(examples)]
