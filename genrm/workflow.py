@@ -91,6 +91,18 @@ def judge_command(config: dict, judge: Judge, model_dir: str, data: str, out: st
             f" --judging {shlex.quote(judging)}")
 
 
+def job_settings(config: dict, judge: Judge | None = None, model: str | None = None,
+                 method: str | None = None) -> str:
+    """The settings of a judging job (``judge``) or a training job (``model``, ``method``) as
+    one string, for a rule's ``params``: Snakemake reruns a job whose params changed, but not
+    for params computed from its input or output paths, as the job commands are."""
+    if judge is not None:
+        return as_arg(judge_settings(config, judge))
+    if config["train"]["backend"] == "openrlhf":
+        return as_arg(openrlhf_settings(config, model, method))
+    return as_arg(trl_settings(config, method))
+
+
 def greedy_sample_command(config: dict, judge: Judge, model_dir: str, data: str, out: str, judging: str) -> str:
     """A judge in logprob mode judges a seeded sample again by greedy decoding (the published protocol),
     with the same backend and settings otherwise."""

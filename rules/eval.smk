@@ -19,6 +19,9 @@ rule judge_rewardbench:
         predictions=P.PREDICTIONS,
         judging=P.JUDGING,
     params:
+        # the settings alone: a change reruns the job (Snakemake ignores changes of params
+        # computed from paths, as the command is)
+        settings=lambda w: W.job_settings(config, JUDGES[w.judge]),
         # printed in full by `snakemake -n -p` (genrm.workflow.judge_command)
         command=lambda w, input, output: W.judge_command(
             config, JUDGES[w.judge], input.model, input.data, output.predictions, output.judging
@@ -52,6 +55,7 @@ rule judge_greedy_sample:
         sample=P.GREEDY_SAMPLE,
         judging=P.GREEDY_JUDGING,
     params:
+        settings=lambda w: W.job_settings(config, JUDGES[w.judge]),
         command=lambda w, input, output: W.greedy_sample_command(
             config, JUDGES[w.judge], input.model, input.data, output.sample, output.judging
         ),

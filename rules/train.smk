@@ -43,6 +43,8 @@ rule train_genrm:
     output:
         directory(P.TRAINED),
     params:
+        # the settings alone: a change reruns the job (see rule judge_rewardbench)
+        settings=lambda w: W.job_settings(config, model=w.model, method=w.method),
         # printed in full by `snakemake -n -p` (genrm.workflow.train_command)
         command=lambda w, input, output: W.train_command(
             config, w.model, w.method, input.model, input.rows, output[0]
