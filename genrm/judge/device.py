@@ -9,7 +9,7 @@ def torch_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def compute_dtype(configured: str = "auto") -> str:
+def compute_dtype(configured: str) -> str:
     """The dtype every backend computes in (part of the shard fingerprint): ``judge.dtype``, with
     ``auto`` resolved to bfloat16 on a GPU and float32 on a CPU."""
     if configured != "auto":
