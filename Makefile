@@ -44,9 +44,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check genrm tests benchmarks
 	$(SNAKEMAKE) --lint
 
-# Every tier this machine can run (pyproject.toml lists the tiers).
+# Every tier this machine can run (pyproject.toml lists the tiers), then the 25 slowest test
+# phases (setup, call, teardown): where the time went.
 test: $(STAMP) chromium slurm lint
-	$(PYTEST) tests
+	$(PYTEST) --durations=25 tests
 
 # The unit tier alone (under two minutes).
 test-fast: $(STAMP)

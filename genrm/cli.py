@@ -45,8 +45,8 @@ def _judges_and_scores(a) -> tuple[list[dict], list[str]]:
 def cmd_check_config(a):
     from genrm import config
 
-    cfg = config.load(a.config)
-    print(f"{a.config}: valid; judges: {', '.join(j.name for j in config.judges(cfg))}")
+    cfg = config.load(*a.config)
+    print(f"{' + '.join(a.config)}: valid; judges: {', '.join(j.name for j in config.judges(cfg))}")
 
 
 def cmd_download(a):
@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="STEP")
 
     s = sub.add_parser("check-config", help="validate a workflow config file (the check Snakemake runs)")
-    s.add_argument("config")
+    s.add_argument("config", nargs="+", help="one file, or several merged in order as --configfile merges them")
     s.set_defaults(func=cmd_check_config)
 
     s = sub.add_parser("download", help="fetch a data source into JSON lines (malformed rows dropped, counted)")

@@ -115,6 +115,22 @@ def snakemake(args: list[str], workdir: Path, check: bool = True) -> subprocess.
 
 
 DEMO_ARGS = ["--configfile", str(REPO / "configs" / "demo.yaml"), "--replace-workflow-config"]
+# The slim demo (configs/slim.yaml over the demo config): every kind of job, in about a minute.
+SLIM_CONFIGS = (REPO / "configs" / "demo.yaml", REPO / "configs" / "slim.yaml")
+SLIM_ARGS = ["--configfile", *map(str, SLIM_CONFIGS), "--replace-workflow-config"]
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a Snakemake run or dry run."""
+    lines = output.splitlines()
+    start = lines.index("Job stats:") + 3
+    counts = {}
+    for line in lines[start:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """Configuration (layer 1): one ``validate()`` and the settings derived from a valid config.
 
 ``validate(config)`` is what Snakemake (rules/common.smk) and ``python -m genrm
-check-config FILE`` both call. It applies the schema with its defaults (once),
+check-config FILE [FILE ...]`` both call. It applies the schema with its defaults (once),
 then every check the schema cannot express: cross-references between blocks,
 ``report.published`` overrides against the published rows, and the OpenRLHF
 settings of every model to train. All problems are reported together.
@@ -23,7 +23,7 @@ from genrm.config.settings import JudgeSettings, OpenRLHFSettings, TrlSettings, 
 
 __all__ = ["BT_METHOD", "ConfigError", "Judge", "JudgeSettings", "OpenRLHFSettings", "TrlSettings",
            "agreement_sample", "as_dict", "from_dict", "genrm_name", "genrms", "judge_settings", "judges", "load",
-           "load_schema", "model_entry", "objective", "openrlhf_settings", "published_key", "train_max_len",
+           "load_schema", "merge", "model_entry", "objective", "openrlhf_settings", "published_key", "train_max_len",
            "trl_settings", "validate"]
 
 # The method that trains a Bradley-Terry reward model (a scalar classifier) instead of a GenRM.
@@ -47,11 +47,27 @@ def validate(config: dict) -> dict:
     return config
 
 
-def load(path: str | Path) -> dict:
-    with open(path, encoding="utf-8") as f:
-        config = yaml.safe_load(f) or {}
-    if not isinstance(config, dict):
-        raise ConfigError(f"{path}: a configuration is a mapping of keys, not {type(config).__name__}")
+def merge(base: dict, overlay: dict) -> dict:
+    """``overlay`` on top of ``base`` as Snakemake merges its config files (``--configfile A B``):
+    mappings key by key, any other value replaced. Neither argument is changed."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load(*paths: str | Path) -> dict:
+    """The config files merged in order (each over the ones before it, as Snakemake merges them), validated."""
+    config: dict = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            layer = yaml.safe_load(f) or {}
+        if not isinstance(layer, dict):
+            raise ConfigError(f"{path}: a configuration is a mapping of keys, not {type(layer).__name__}")
+        config = merge(config, layer)
     return validate(config)
 
 

@@ -1,15 +1,16 @@
-"""The embedded demo DAG submitted to a real one-node Slurm cluster through the SLURM executor
-plugin and a profile derived from profiles/slurm: every job that is not a local rule goes
-through sbatch, accounting shows each COMPLETED with what its rule declares, the tables equal
-a local run's, and the faults a cluster brings end the way a user needs: a cancelled judging job
-is resubmitted and resumes from its shards, a job killed at its time limit fails with Slurm's
-reason and leaves no output, a submission Slurm refuses ends the run with sbatch's message, and a
-job larger than any node is refused before anything is submitted."""
+"""The slim demo (configs/slim.yaml over configs/demo.yaml: every kind of job, in about a minute)
+submitted to a real one-node Slurm cluster through the SLURM executor plugin and a profile derived
+from profiles/slurm: every job that is not a local rule goes through sbatch, accounting shows each
+COMPLETED with what its rule declares, the tables equal the same slim run done locally, and the
+faults a cluster brings end the way a user needs, each shown on one job: a cancelled judging job is
+resubmitted and resumes from its shards, a job killed at its time limit fails with Slurm's reason
+and leaves no output, a submission Slurm refuses ends the run with sbatch's message, and a job
+larger than any node is refused before anything is submitted."""
 
 from __future__ import annotations
 
-import csv
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -18,14 +19,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import DEMO_ARGS, REPO
+from conftest import REPO, SLIM_ARGS, SLIM_CONFIGS, job_counts, snakemake
 from genrm import config as gconfig
 from genrm import paths, workflow
+from genrm.io import read_jsonl, remove_path
 
 pytestmark = pytest.mark.slurm
 LOCAL_RULES = {"download_data", "fetch_model", "all"}
 CANCELLED_JUDGE = "tiny-instruct"  # the base model in generate mode: the slowest judging job
-TIMED_OUT = ("tiny-instruct", "verify_correct")  # the longest training job of the demo (minutes)
+TIMED_OUT = ("tiny-instruct", "verify")  # a training job, made to outlast its limit below
 
 
 def slurm_profile(directory: Path, **changes) -> Path:
@@ -42,9 +44,10 @@ def slurm_profile(directory: Path, **changes) -> Path:
     return directory
 
 
-def snakemake_cmd(workdir: Path, profile: Path, *args: str) -> list[str]:
+def snakemake_cmd(workdir: Path, profile: Path, *args: str, configs: tuple[Path, ...] = SLIM_CONFIGS) -> list[str]:
     return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-            "--workflow-profile", "none", "--profile", str(profile), *DEMO_ARGS, *args]
+            "--workflow-profile", "none", "--profile", str(profile), "--configfile", *map(str, configs),
+            "--replace-workflow-config", *args]
 
 
 def slurm_jobs(cluster, since: str) -> list[dict]:
@@ -73,17 +76,26 @@ def mem_mb(reqmem: str) -> int:
     return int(value * {"M": 1, "G": 1024, "T": 1024 * 1024}[unit])
 
 
-def scores(workdir: Path) -> dict:
-    with open(workdir / "results" / "tables" / "results.csv") as f:
-        return {r["judge"]: {k: r[k] for k in ("score", "chat", "chat_hard", "safety", "reasoning")}
-                for r in csv.DictReader(f)}
+def tables(workdir: Path) -> dict[str, str]:
+    """The run's results and diagnostics tables, as text."""
+    return {name: (workdir / "results" / "tables" / name).read_text()
+            for name in ("results.csv", "results.md", "diagnostics.md", "bt_vs_genrm.md", "sft.md")}
+
+
+@pytest.fixture(scope="module")
+def slim_local(local_slurm, tmp_path_factory) -> dict:
+    """The slim run done here, without Slurm: the reference for the Slurm run, and the finished run
+    that each fault test copies to submit one job of it."""
+    workdir = tmp_path_factory.mktemp("slim-local")
+    proc = snakemake(["--cores", "2", *SLIM_ARGS], workdir)
+    return {"workdir": workdir, "jobs": job_counts(proc.stdout + proc.stderr)}
 
 
 @pytest.fixture(scope="module")
 def slurm_run(local_slurm, tmp_path_factory):
-    """One run of the demo under Slurm. While it runs, the base model's judging job is cancelled
+    """One run of the slim demo under Slurm. While it runs, the base model's judging job is cancelled
     with scancel once it has written a shard: the profile's retries resubmit it."""
-    workdir = tmp_path_factory.mktemp("slurm-demo")
+    workdir = tmp_path_factory.mktemp("slurm-slim")
     profile = slurm_profile(tmp_path_factory.mktemp("profile"))
     since = time.strftime("%Y-%m-%dT%H:%M:%S")
     shards = workdir / "results" / "eval" / CANCELLED_JUDGE / "predictions.jsonl.shards"
@@ -93,7 +105,7 @@ def slurm_run(local_slurm, tmp_path_factory):
                                 env=local_slurm.env, start_new_session=True)
     cancelled = None
     try:
-        deadline = time.monotonic() + 2400
+        deadline = time.monotonic() + 900
         while proc.poll() is None and time.monotonic() < deadline:
             if cancelled is None and any(shards.glob("shard-*.jsonl")):
                 # the controller's view of running jobs: id and the plugin's --comment
@@ -113,26 +125,44 @@ def slurm_run(local_slurm, tmp_path_factory):
     return {"workdir": workdir, "since": since, "cancelled": cancelled, "output": output, "profile": profile}
 
 
-def test_every_job_goes_through_sbatch_and_completes_with_its_declared_resources(slurm_run, local_slurm):
-    config = gconfig.load(REPO / "configs" / "demo.yaml")
+def test_a_cancelled_judging_job_is_resubmitted_and_judges_only_its_missing_shards(slurm_run, local_slurm):
+    assert slurm_run["cancelled"], "the judging job finished before it could be cancelled"
+    jobs = [j for j in slurm_jobs(local_slurm, slurm_run["since"])
+            if j["rule"] == "judge_rewardbench" and j["wildcards"] == CANCELLED_JUDGE]
+    states = {j["JobID"]: j["State"].split()[0] for j in jobs}
+    assert states[slurm_run["cancelled"]] == "CANCELLED" and list(states.values())[-1] == "COMPLETED"
+    examples = len(read_jsonl(slurm_run["workdir"] / paths.REWARDBENCH))
+    shards = -(-examples // gconfig.load(*SLIM_CONFIGS)["judge"]["shard_size"])
+    log = (slurm_run["workdir"] / "logs" / "judge_rewardbench" / f"{CANCELLED_JUDGE}.log").read_text()
+    done = int(log.split(" done, ")[0].rsplit(" ", 1)[1])
+    assert 1 <= done < shards and f"{done} done, {shards - done} to judge" in log
+    assert log.count("written") == shards - done
+
+
+def test_every_job_goes_through_sbatch_and_completes_with_its_declared_resources(slurm_run, slim_local, local_slurm):
+    config = gconfig.load(*SLIM_CONFIGS)
     judges = {j.name: j for j in gconfig.judges(config)}
     jobs = [j for j in slurm_jobs(local_slurm, slurm_run["since"]) if j["JobID"] != slurm_run["cancelled"]]
     by_rule: dict[str, list[dict]] = {}
     for job in jobs:
         by_rule.setdefault(job["rule"], []).append(job)
     assert not LOCAL_RULES & set(by_rule), "local rules must run on the submitting node"
-    for rule in ("format_sft", "format_bt", "check_sft_lengths", "train_genrm", "judge_rewardbench", "score_judge",
-                 "tables", "bt_table", "diagnostics_table", "check_contamination"):
-        assert by_rule.get(rule), f"no {rule} job went through sbatch"
-        assert all(j["State"] == "COMPLETED" for j in by_rule[rule]), by_rule[rule]
-    assert len(by_rule["train_genrm"]) == len(gconfig.genrms(config)) == 3  # two GenRMs, a Bradley-Terry model
+    # every kind of job of the run, as many as the local run ran, each through sbatch and COMPLETED
+    submitted = {rule: n for rule, n in slim_local["jobs"].items() if rule not in LOCAL_RULES}
+    assert {rule: len(js) for rule, js in by_rule.items()} == submitted
+    assert {"format_sft", "format_bt", "check_sft_lengths", "train_genrm", "judge_rewardbench", "judge_greedy_sample",
+            "score_judge", "tables", "sft_table", "bt_table", "diagnostics_table", "plot_sections", "plot_heatmap",
+            "plot_genrm_vs_base", "check_contamination"} <= set(submitted)
+    assert all(j["State"] == "COMPLETED" for j in jobs), [j for j in jobs if j["State"] != "COMPLETED"]
+    assert {"download_data", "fetch_model"} <= set(slim_local["jobs"])  # they ran, on the submitting node
+    assert len(by_rule["train_genrm"]) == len(gconfig.genrms(config)) == 2  # a GenRM, a Bradley-Terry model
     assert len(by_rule["score_judge"]) == len(judges)
     for job in by_rule["train_genrm"]:
         method = next(m for m in config["methods"] if job["wildcards"] == f"tiny-instruct_{m}")
         train = workflow.train_resources(config, "tiny-instruct", method)
         assert int(job["AllocCPUS"]) == train["cpus_per_task"]
         assert mem_mb(job["ReqMem"]) == train["mem_mb"] and minutes(job["Timelimit"]) == train["runtime"]
-    for job in by_rule["judge_rewardbench"]:
+    for job in by_rule["judge_rewardbench"] + by_rule["judge_greedy_sample"]:
         declared = workflow.judge_resources(config, judges[job["wildcards"]])
         assert int(job["AllocCPUS"]) == declared["cpus_per_task"]
         assert mem_mb(job["ReqMem"]) == declared["mem_mb"] and minutes(job["Timelimit"]) == declared["runtime"]
@@ -142,52 +172,42 @@ def test_every_job_goes_through_sbatch_and_completes_with_its_declared_resources
         assert minutes(job["Timelimit"]) == guard["runtime"]
 
 
-def test_the_tables_equal_a_local_run(slurm_run, demo_run):
-    assert scores(slurm_run["workdir"]) == scores(demo_run)
+def test_the_tables_equal_a_local_run(slurm_run, slim_local):
+    assert tables(slurm_run["workdir"]) == tables(slim_local["workdir"])
     diagnostics = (slurm_run["workdir"] / "results" / "tables" / "diagnostics.md").read_text()
-    assert "Tiny-GenRM (Verify Only)" in diagnostics and "Qwen" not in diagnostics  # the demo's judges only
+    assert "Tiny-GenRM (Verify Only)" in diagnostics and "Qwen" not in diagnostics  # the slim run's judges only
 
 
-def test_a_cancelled_judging_job_is_resubmitted_and_judges_only_its_missing_shards(slurm_run, local_slurm):
-    assert slurm_run["cancelled"], "the judging job finished before it could be cancelled"
-    jobs = [j for j in slurm_jobs(local_slurm, slurm_run["since"])
-            if j["rule"] == "judge_rewardbench" and j["wildcards"] == CANCELLED_JUDGE]
-    states = {j["JobID"]: j["State"].split()[0] for j in jobs}
-    assert states[slurm_run["cancelled"]] == "CANCELLED" and list(states.values())[-1] == "COMPLETED"
-    log = (slurm_run["workdir"] / "logs" / "judge_rewardbench" / f"{CANCELLED_JUDGE}.log").read_text()
-    done = int(log.split(" done, ")[0].rsplit(" ", 1)[1])
-    assert done >= 1 and f"{done} done, {5 - done} to judge" in log  # 276 examples in shards of 64
-    assert log.count("written") == 5 - done
+# --- faults, each on one job of a copy of the finished local run ---------------------------------
 
-
-# --- faults, on a small run of their own ---------------------------------------------------
-
-@pytest.fixture(scope="module")
-def fault_run(local_slurm, tmp_path_factory):
-    """A working directory where everything upstream of one training job is done (run here,
-    without Slurm): the fault tests below submit only the job they are about."""
-    workdir = tmp_path_factory.mktemp("slurm-faults")
-    model = paths.TRAINED.format(model=TIMED_OUT[0], method=TIMED_OUT[1])
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--workflow-profile", "none", "--cores", "2", *DEMO_ARGS, model, "--omit-from", "train_genrm"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert (workdir / paths.SFT_ROWS.format(method=TIMED_OUT[1])).exists() and not (workdir / model).exists()
+def one_job(slim_local: dict, where: Path, *outputs: str) -> Path:
+    """A copy of the finished slim run without ``outputs`` (files or a model folder), all of one job:
+    asking for the first submits exactly that job."""
+    workdir = where / "run"
+    shutil.copytree(slim_local["workdir"], workdir, symlinks=True)
+    for output in outputs:
+        remove_path(workdir / output)
+    dry = snakemake(["-n", *SLIM_ARGS, outputs[0]], workdir)
+    assert sum(job_counts(dry.stdout + dry.stderr).values()) == 1, dry.stdout[-3000:]
     return workdir
 
 
-def submit(local_slurm, workdir: Path, profile: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run(snakemake_cmd(workdir, profile, *args), capture_output=True, text=True,
+def submit(local_slurm, workdir: Path, profile: Path, *args: str, timeout: float,
+           configs: tuple[Path, ...] = SLIM_CONFIGS) -> subprocess.CompletedProcess:
+    return subprocess.run(snakemake_cmd(workdir, profile, *args, configs=configs), capture_output=True, text=True,
                           env=local_slurm.env, timeout=timeout)
 
 
-def test_a_job_larger_than_any_node_is_refused_before_submission(fault_run, local_slurm, tmp_path):
+MODEL = paths.TRAINED.format(model=TIMED_OUT[0], method=TIMED_OUT[1])
+
+
+def test_a_job_larger_than_any_node_is_refused_before_submission(slim_local, local_slurm, tmp_path):
     """Many clusters queue such a job forever (reason PartitionConfig) instead of refusing it:
     the workflow asks sinfo for the largest node and refuses the run before any job starts."""
+    workdir = one_job(slim_local, tmp_path, MODEL)
     since = time.strftime("%Y-%m-%dT%H:%M:%S")
     profile = slurm_profile(tmp_path / "profile", retries=0)
-    model = paths.TRAINED.format(model=TIMED_OUT[0], method=TIMED_OUT[1])
-    proc = submit(local_slurm, fault_run, profile, model, "--set-resources", "train_genrm:cpus_per_task=64",
+    proc = submit(local_slurm, workdir, profile, MODEL, "--set-resources", "train_genrm:cpus_per_task=64",
                   timeout=300)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
@@ -196,29 +216,34 @@ def test_a_job_larger_than_any_node_is_refused_before_submission(fault_run, loca
     assert "sbatch" not in output and slurm_jobs(local_slurm, since) == []
 
 
-def test_a_submission_slurm_refuses_ends_the_run_with_sbatchs_message(fault_run, local_slurm, tmp_path):
+def test_a_submission_slurm_refuses_ends_the_run_with_sbatchs_message(slim_local, local_slurm, tmp_path):
+    predictions = paths.PREDICTIONS.format(judge=CANCELLED_JUDGE)
+    workdir = one_job(slim_local, tmp_path, predictions, paths.JUDGING.format(judge=CANCELLED_JUDGE))
     profile = slurm_profile(tmp_path / "profile", retries=0)
-    proc = submit(local_slurm, fault_run, profile, paths.PREDICTIONS.format(judge=CANCELLED_JUDGE),
+    proc = submit(local_slurm, workdir, profile, predictions,
                   "--set-resources", "judge_rewardbench:slurm_partition=nosuchpartition", timeout=300)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "sbatch: error: invalid partition specified: nosuchpartition" in output.lower()
-    assert not (fault_run / paths.PREDICTIONS.format(judge=CANCELLED_JUDGE)).exists()
+    assert not (workdir / predictions).exists()
 
 
 def test_a_job_killed_at_its_time_limit_fails_with_slurms_reason_and_leaves_no_output(
-        fault_run, local_slurm, tmp_path):
+        slim_local, local_slurm, tmp_path):
+    workdir = one_job(slim_local, tmp_path, MODEL)
     since = time.strftime("%Y-%m-%dT%H:%M:%S")
     profile = slurm_profile(tmp_path / "profile", retries=0)
-    model = fault_run / paths.TRAINED.format(model=TIMED_OUT[0], method=TIMED_OUT[1])
-    # a one-minute limit for a training job that needs several: Slurm ends it at its limit
-    proc = submit(local_slurm, fault_run, profile, str(model.relative_to(fault_run)),
-                  "--set-resources", "train_genrm:runtime=1", timeout=600)
+    # a one-minute limit for a training job given many minutes of work: Slurm ends it at its limit
+    longer = tmp_path / "longer.yaml"
+    longer.write_text(yaml.safe_dump({"train": {"trl": {"epochs": 100}}}))
+    proc = submit(local_slurm, workdir, profile, MODEL, "--set-resources", "train_genrm:runtime=1", timeout=600,
+                  configs=(*SLIM_CONFIGS, longer))
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "SLURM status is: 'TIMEOUT'" in output
     jobs = [j for j in slurm_jobs(local_slurm, since) if j["rule"] == "train_genrm"]
     assert [j["State"] for j in jobs] == ["TIMEOUT"] and minutes(jobs[0]["Timelimit"]) == 1
-    slurm_logs = list((fault_run / ".snakemake" / "slurm_logs" / "rule_train_genrm").rglob(f"{jobs[0]['JobID']}.log"))
+    slurm_logs = list((workdir / ".snakemake" / "slurm_logs" / "rule_train_genrm").rglob(f"{jobs[0]['JobID']}.log"))
     assert slurm_logs and "DUE TO TIME LIMIT" in slurm_logs[0].read_text()  # slurmstepd's reason
+    model = workdir / MODEL
     assert not model.exists() and not list(model.parent.glob(f".{model.name}.*"))  # nor a partial one
