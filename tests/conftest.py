@@ -104,11 +104,15 @@ def vllm_classifier_dir(tmp_path_factory, demo_preferences) -> Path:
     return out
 
 
+def snakemake_command(args: list[str], workdir: Path) -> list[str]:
+    """Snakemake on this repository's Snakefile with ``workdir`` as the working directory."""
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+            "--workflow-profile", "none", *args]
+
+
 def snakemake(args: list[str], workdir: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run Snakemake on this repository's Snakefile with ``workdir`` as the working directory."""
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--workflow-profile", "none", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    """Run Snakemake (``snakemake_command``) and wait for it."""
+    proc = subprocess.run(snakemake_command(args, workdir), capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -85,7 +86,8 @@ def tables(workdir: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def slim_local(local_slurm, tmp_path_factory) -> dict:
     """The slim run done here, without Slurm: the reference for the Slurm run, and the finished run
-    that each fault test copies to submit one job of it."""
+    that each fault test copies to submit one job of it. (Run beside the Slurm run, both took far
+    longer: more processes than cores.)"""
     workdir = tmp_path_factory.mktemp("slim-local")
     proc = snakemake(["--cores", "2", *SLIM_ARGS], workdir)
     return {"workdir": workdir, "jobs": job_counts(proc.stdout + proc.stderr)}
@@ -192,9 +194,8 @@ def one_job(slim_local: dict, where: Path, *outputs: str) -> Path:
     return workdir
 
 
-def submit(local_slurm, workdir: Path, profile: Path, *args: str, timeout: float,
-           configs: tuple[Path, ...] = SLIM_CONFIGS) -> subprocess.CompletedProcess:
-    return subprocess.run(snakemake_cmd(workdir, profile, *args, configs=configs), capture_output=True, text=True,
+def submit(local_slurm, workdir: Path, profile: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(snakemake_cmd(workdir, profile, *args), capture_output=True, text=True,
                           env=local_slurm.env, timeout=timeout)
 
 
@@ -230,17 +231,36 @@ def test_a_submission_slurm_refuses_ends_the_run_with_sbatchs_message(slim_local
 
 def test_a_job_killed_at_its_time_limit_fails_with_slurms_reason_and_leaves_no_output(
         slim_local, local_slurm, tmp_path):
+    """Slurm ends a job at its limit (at least a minute: limits are whole minutes, checked every 30 s).
+    Once Snakemake has reported the failure the test ends the run as a user would, with Ctrl-C: left
+    alone, it would first sleep out its status-check interval (the plugin adds 10 s to it at every
+    check that finds no job finished, so by then it is nearly a minute)."""
     workdir = one_job(slim_local, tmp_path, MODEL)
     since = time.strftime("%Y-%m-%dT%H:%M:%S")
     profile = slurm_profile(tmp_path / "profile", retries=0)
     # a one-minute limit for a training job given many minutes of work: Slurm ends it at its limit
     longer = tmp_path / "longer.yaml"
     longer.write_text(yaml.safe_dump({"train": {"trl": {"epochs": 100}}}))
-    proc = submit(local_slurm, workdir, profile, MODEL, "--set-resources", "train_genrm:runtime=1", timeout=600,
-                  configs=(*SLIM_CONFIGS, longer))
-    output = proc.stdout + proc.stderr
+    log = tmp_path / "snakemake.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(snakemake_cmd(workdir, profile, MODEL, "--set-resources", "train_genrm:runtime=1",
+                                              configs=(*SLIM_CONFIGS, longer)),
+                                stdout=out, stderr=subprocess.STDOUT, text=True, env=local_slurm.env,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 400
+        while proc.poll() is None and time.monotonic() < deadline and "Error in rule" not in log.read_text():
+            time.sleep(0.5)
+        if proc.poll() is None:
+            time.sleep(1)  # the rest of the report
+            os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    output = log.read_text()
     assert proc.returncode != 0
-    assert "SLURM status is: 'TIMEOUT'" in output
+    assert "Error in rule train_genrm" in output and "SLURM status is: 'TIMEOUT'" in output, output[-3000:]
     jobs = [j for j in slurm_jobs(local_slurm, since) if j["rule"] == "train_genrm"]
     assert [j["State"] for j in jobs] == ["TIMEOUT"] and minutes(jobs[0]["Timelimit"]) == 1
     slurm_logs = list((workdir / ".snakemake" / "slurm_logs" / "rule_train_genrm").rglob(f"{jobs[0]['JobID']}.log"))
