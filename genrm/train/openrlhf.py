@@ -16,7 +16,9 @@ Launching:
 * several nodes: the job's shell runs on the first node of the allocation and
   starts one ``torchrun`` per node with ``srun --ntasks-per-node=1``; the
   launchers meet through torchrun's c10d rendezvous on the first node
-  (``python -m genrm openrlhf head-node``) and the SLURM job id.
+  (``python -m genrm openrlhf head-node``) and the SLURM job id;
+* no GPU: ``cpu_job`` turns a job into one process of ``python -m genrm.train.openrlhf_cpu``
+  with the flags of ``CPU_FLAGS`` changed (DeepSpeed's CPU accelerator, gloo, bf16, sdpa).
 
 Outputs: OpenRLHF writes the Hugging Face model into ``<out>.partial``; the
 wrapper (``python -m genrm openrlhf run``) renames it to ``<out>`` only after a
@@ -229,6 +231,62 @@ def rule_job(settings: OpenRLHFSettings, *, model: str, method: str, model_dir: 
     record = {"model": model, "method": method, "objective": goal, "seed": seed,
               "settings": dataclasses.asdict(settings)}
     return Job(launch, out, staging, checkpoints, tensorboard, settings.keep_checkpoints, record)
+
+
+# --- the same job on CPU --------------------------------------------------------
+
+# The launcher of a job without a GPU (one process; genrm/train/openrlhf_cpu.py says what it changes).
+CPU_LAUNCHER = ("python", "-m", "genrm.train.openrlhf_cpu")
+# Every flag that a CPU job changes: flag -> (its value on CPU, or None: left out; why).
+# A flag to set is set even when the GPU command lacks it; a flag left out goes with its value.
+CPU_FLAGS = {
+    "--ds.attn_implementation": ("sdpa", "flash-attention 2 needs CUDA; sdpa is PyTorch's own attention"),
+    "--ds.param_dtype": ("bf16", "DeepSpeed's CPU accelerator refuses fp16 and OpenRLHF offers no float32"),
+    "--ds.packing_samples": (None, "OpenRLHF switches to flash-attention 2 when packing"),
+    "--ds.ring_attn_size": (None, "ring attention is ring_flash_attn's: flash-attention kernels and packing"),
+    "--ds.ring_attn_head_stride": (None, "a setting of ring attention"),
+    "--ds.adam_offload": (None, "the optimizer states are on the CPU already; offload JIT-builds cpu_adam (+140 s)"),
+    "--ds.use_liger_kernel": (None, "Liger's kernels are Triton kernels for GPUs"),
+}
+_CPU_FLAG_TAKES_VALUE = {"--ds.attn_implementation", "--ds.param_dtype", "--ds.ring_attn_size",
+                         "--ds.ring_attn_head_stride"}
+
+
+def cpu_args(args) -> list[str]:
+    """A module's flags for a GPU job, changed as ``CPU_FLAGS`` says (everything else is kept,
+    ``extra_args`` included); ``--flag=value`` spellings are understood."""
+    args, kept, i = [str(a) for a in args], [], 0
+    while i < len(args):
+        word = args[i]
+        flag = word.partition("=")[0]
+        i += 1
+        if flag not in CPU_FLAGS:
+            kept.append(word)
+            continue
+        if flag in _CPU_FLAG_TAKES_VALUE and "=" not in word:
+            i += 1  # its value goes with it
+        value = CPU_FLAGS[flag][0]
+        if value is not None:
+            kept += [flag, value]
+    for flag, (value, _why) in CPU_FLAGS.items():
+        if value is not None and flag not in kept:
+            kept += [flag, value]
+    return kept
+
+
+def cpu_launch(launch) -> tuple:
+    """The launch command of the same job on a machine without a GPU: the module's flags changed
+    by ``cpu_args``, run by ``CPU_LAUNCHER`` in one process instead of torchrun (or srun and one
+    torchrun per node). OpenRLHF keeps the global batch size whatever the number of processes
+    (more gradient accumulation steps on one), so the job trains on the same batches."""
+    module, args = launch_module(launch)
+    return (*CPU_LAUNCHER, "-m", module, *cpu_args(args))
+
+
+def cpu_job(job: Job) -> Job:
+    """``job`` (built by ``rule_job`` for GPUs) with the CPU launch command; outputs, checkpoints
+    and the record are the same, so the wrapper (``Job.shell_command``) runs it unchanged."""
+    return dataclasses.replace(job, launch=cpu_launch(job.launch))
 
 
 def job_resources(s: OpenRLHFSettings) -> dict:

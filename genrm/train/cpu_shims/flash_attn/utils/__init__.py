@@ -1,0 +1,1 @@
+"""``flash_attn.utils`` of the CPU stand-in: only ``distributed``."""
