@@ -239,11 +239,23 @@ def test_check_config_and_snakemake_refuse_the_same_configs(tmp_path, break_it, 
 
 @pytest.mark.dryrun
 def test_check_config_accepts_what_snakemake_accepts(tmp_path):
-    for name in ("workflow_config.yaml", "configs/demo.yaml"):
-        proc = subprocess.run([sys.executable, "-m", "genrm", "check-config", str(REPO / name)],
+    for names in (["workflow_config.yaml"], ["configs/demo.yaml"], ["configs/demo.yaml", "configs/slim.yaml"],
+                  ["configs/demo.yaml", "configs/demo-vllm.yaml"]):
+        proc = subprocess.run([sys.executable, "-m", "genrm", "check-config", *(str(REPO / n) for n in names)],
                               capture_output=True, text=True, cwd=tmp_path,
                               env={**os.environ, "PYTHONPATH": str(REPO)})  # this checkout's package
         assert proc.returncode == 0 and "valid" in proc.stdout, proc.stderr
+
+
+def test_config_files_merge_as_snakemake_merges_them():
+    """Mappings key by key, anything else (lists included) replaced; the slim demo keeps the
+    demo's models and changes only what it names."""
+    assert gconfig.merge({"a": {"x": 1, "y": [1, 2]}, "b": 1}, {"a": {"y": [3]}, "c": 2}) == {
+        "a": {"x": 1, "y": [3]}, "b": 1, "c": 2}
+    demo = gconfig.load(REPO / "configs" / "demo.yaml")
+    slim = gconfig.load(REPO / "configs" / "demo.yaml", REPO / "configs" / "slim.yaml")
+    assert slim["models"] == demo["models"] and slim["genrms"] == {"tiny-instruct": ["verify", "bt"]}
+    assert slim["data"]["preferences"]["limit"] == 400 and slim["train"]["trl"]["learning_rate"] == 1.0e-3
 
 
 def test_validation_does_not_change_a_valid_config_twice(production):
