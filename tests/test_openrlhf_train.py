@@ -36,13 +36,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import judge_settings
+from conftest import REPO, judge_settings
 from genrm import config as gconfig
 from genrm.io import read_jsonl, write_jsonl
 from genrm.train import openrlhf as gor
 from genrm.train import openrlhf_cpu
 
-REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.openrlhf
 # Installed by `make install`: a missing one is an installation error, not a reason to skip.
 MISSING = [name for name in ("openrlhf", "tensorboard") if importlib.util.find_spec(name) is None]

@@ -13,14 +13,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, SLIM_ARGS, SLIM_CONFIGS, job_counts, snakemake
+from conftest import REPO, SLIM_ARGS, SLIM_CONFIGS, job_counts, snakemake, snakemake_command
 from genrm import config as gconfig
 from genrm import paths, workflow
 from genrm.io import read_jsonl, remove_path
@@ -46,9 +45,9 @@ def slurm_profile(directory: Path, **changes) -> Path:
 
 
 def snakemake_cmd(workdir: Path, profile: Path, *args: str, configs: tuple[Path, ...] = SLIM_CONFIGS) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-            "--workflow-profile", "none", "--profile", str(profile), "--configfile", *map(str, configs),
-            "--replace-workflow-config", *args]
+    """The slim run (or ``configs``) submitted through ``profile``."""
+    return snakemake_command(["--profile", str(profile), "--configfile", *map(str, configs),
+                              "--replace-workflow-config", *args], workdir)
 
 
 def slurm_jobs(cluster, since: str) -> list[dict]:
