@@ -263,6 +263,8 @@ JobAcctGatherType=jobacct_gather/none
 MpiDefault=none
 # cores and memory are consumable: jobs share the node, each gets what it asks for
 SchedulerType=sched/backfill
+# schedule a batch job as soon as it is submitted (Slurm waits up to 3 s by default to batch them)
+SchedulerParameters=batch_sched_delay=0
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1024
