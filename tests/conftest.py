@@ -104,6 +104,66 @@ def vllm_classifier_dir(tmp_path_factory, demo_preferences) -> Path:
     return out
 
 
+# --- OpenRLHF on CPU (tests/test_openrlhf_train.py, tests/test_slurm_launch.py) ---------------
+
+OPENRLHF_MODEL = "tiny-instruct"  # the demo config's tiny model
+OPENRLHF_SEED = 7  # of the rows and of the training jobs
+
+
+def tiny_openrlhf_settings(method: str, checkpoint_dir: Path, **changes):
+    """The demo config's OpenRLHF settings of the tiny model (its GPU preset), with ``changes``."""
+    import dataclasses
+
+    import yaml
+
+    from genrm import config as gconfig
+
+    cfg = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text(encoding="utf-8"))
+    cfg["train"]["backend"] = "openrlhf"
+    settings = gconfig.openrlhf_settings(gconfig.validate(cfg), OPENRLHF_MODEL, method)
+    return dataclasses.replace(settings, checkpoint_dir=str(checkpoint_dir), **changes)
+
+
+@pytest.fixture(scope="session")
+def training_rows(tmp_path_factory, demo_preferences) -> dict[str, Path]:
+    """SFT rows (method verify) and Bradley-Terry rows of the demo preferences, made by the rules'
+    own commands: {"verify": path, "bt": path}."""
+    from genrm import config as gconfig
+
+    workdir = tmp_path_factory.mktemp("rows")
+    sft, bt = workdir / "verify.jsonl", workdir / "bt.jsonl"
+    for argv in (["format-sft", "--preferences", str(demo_preferences), "--method", "verify", "--correct-ratio", "0",
+                  "--seed", str(OPENRLHF_SEED), "--out", str(sft), "--stats", str(sft.with_suffix(".stats.json"))],
+                 ["format-bt", "--preferences", str(demo_preferences), "--method", gconfig.BT_METHOD, "--out", str(bt),
+                  "--stats", str(bt.with_suffix(".stats.json"))]):
+        subprocess.run([sys.executable, "-m", "genrm", *argv], check=True, capture_output=True, cwd=workdir)
+    return {"verify": sft, "bt": bt}
+
+
+def tensorboard_runs(job, run_dir: Path) -> list[dict[str, list[tuple[int, float]]]]:
+    """The scalars OpenRLHF logged for ``job`` (a ``genrm.train.openrlhf.Job`` run in ``run_dir``),
+    one dictionary per run (event file), oldest first: tag -> [(global step, value), ...]."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.util.tensor_util import make_ndarray
+
+    files = sorted((run_dir / job.tensorboard).rglob("events.out.tfevents.*"),
+                   key=lambda f: int(f.name.split(".")[3]))
+    runs = []
+    for path in files:
+        scalars: dict[str, list[tuple[int, float]]] = {}
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                number = make_ndarray(value.tensor).item() if value.HasField("tensor") else value.simple_value
+                scalars.setdefault(value.tag, []).append((event.step, float(number)))
+        runs.append(scalars)
+    return runs
+
+
+def steps(run: dict, tag: str) -> list[int]:
+    """The global steps at which ``tag`` was logged in one run of ``tensorboard_runs``."""
+    return [step for step, _ in run[tag]]
+
+
 def snakemake_command(args: list[str], workdir: Path) -> list[str]:
     """Snakemake on this repository's Snakefile with ``workdir`` as the working directory."""
     return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),

@@ -22,7 +22,6 @@ DeepSpeed JIT-builds two ops on first use (about 3 minutes on 2 cores, into torc
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import os
@@ -34,10 +33,16 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import REPO, judge_settings
-from genrm import config as gconfig
+from conftest import (
+    OPENRLHF_MODEL,
+    OPENRLHF_SEED,
+    REPO,
+    judge_settings,
+    steps,
+    tensorboard_runs,
+    tiny_openrlhf_settings,
+)
 from genrm.io import read_jsonl, write_jsonl
 from genrm.train import openrlhf as gor
 from genrm.train import openrlhf_cpu
@@ -49,30 +54,20 @@ if not (openrlhf_cpu.DEEPSPEED_DIR / "deepspeed" / "__init__.py").is_file():
     MISSING.append(f"deepspeed (in {openrlhf_cpu.DEEPSPEED_DIR})")
 assert not MISSING, f"not installed: {', '.join(MISSING)}; run make install (requirements/*.txt)"
 
-MODEL = "tiny-instruct"
 SFT_EPOCHS = 2
-SEED = 7
 BATCH = 16  # the tiny preset's global batch size (micro batch 8: two accumulation steps)
 
 
 # --- jobs -----------------------------------------------------------------------
 
 
-def tiny_settings(method: str, checkpoint_dir: Path, **changes) -> gconfig.OpenRLHFSettings:
-    """The demo config's OpenRLHF settings of the tiny model (its GPU preset), with ``changes``."""
-    cfg = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text(encoding="utf-8"))
-    cfg["train"]["backend"] = "openrlhf"
-    settings = gconfig.openrlhf_settings(gconfig.validate(cfg), MODEL, method)
-    return dataclasses.replace(settings, checkpoint_dir=str(checkpoint_dir), **changes)
-
-
 def gpu_and_cpu_jobs(run_dir: Path, method: str, model_dir: Path, rows: Path, **changes):
     """The rule's job for GPUs and the same job for CPU, run in and writing under ``run_dir`` (its
     TensorBoard folder, like the rule's, is relative: under ``logs/`` of the working directory)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    settings = tiny_settings(method, run_dir / "checkpoints", **changes)
-    gpu = gor.rule_job(settings, model=MODEL, method=method, model_dir=str(model_dir), rows=str(rows),
-                       out=str(run_dir / "results" / "models" / MODEL / method), seed=SEED)
+    settings = tiny_openrlhf_settings(method, run_dir / "checkpoints", **changes)
+    gpu = gor.rule_job(settings, model=OPENRLHF_MODEL, method=method, model_dir=str(model_dir), rows=str(rows),
+                       out=str(run_dir / "results" / "models" / OPENRLHF_MODEL / method), seed=OPENRLHF_SEED)
     return gpu, gor.cpu_job(gpu)
 
 
@@ -100,29 +95,6 @@ def train(job: gor.Job, run_dir: Path, log: Path) -> str:
     return text
 
 
-def tensorboard_runs(job: gor.Job, run_dir: Path) -> list[dict[str, list[tuple[int, float]]]]:
-    """The scalars OpenRLHF logged, one dictionary per run (event file), oldest first:
-    tag -> [(global step, value), ...]."""
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-    from tensorboard.util.tensor_util import make_ndarray
-
-    files = sorted((run_dir / job.tensorboard).rglob("events.out.tfevents.*"),
-                   key=lambda f: int(f.name.split(".")[3]))
-    runs = []
-    for path in files:
-        scalars: dict[str, list[tuple[int, float]]] = {}
-        for event in EventFileLoader(str(path)).Load():
-            for value in event.summary.value:
-                number = make_ndarray(value.tensor).item() if value.HasField("tensor") else value.simple_value
-                scalars.setdefault(value.tag, []).append((event.step, float(number)))
-        runs.append(scalars)
-    return runs
-
-
-def steps(run: dict, tag: str) -> list[int]:
-    return [step for step, _ in run[tag]]
-
-
 def mean_loss(run: dict, tag: str, which: slice) -> float:
     values = [value for _, value in run[tag]][which]
     return sum(values) / len(values)
@@ -137,18 +109,6 @@ def workdir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def rows(workdir, demo_preferences) -> dict[str, Path]:
-    """SFT rows (method verify) and Bradley-Terry rows, made by the rules' own commands."""
-    sft, bt = workdir / "sft" / "verify.jsonl", workdir / "sft" / "bt.jsonl"
-    for argv in (["format-sft", "--preferences", str(demo_preferences), "--method", "verify", "--correct-ratio", "0",
-                  "--seed", str(SEED), "--out", str(sft), "--stats", str(sft.with_suffix(".stats.json"))],
-                 ["format-bt", "--preferences", str(demo_preferences), "--method", gconfig.BT_METHOD, "--out", str(bt),
-                  "--stats", str(bt.with_suffix(".stats.json"))]):
-        subprocess.run([sys.executable, "-m", "genrm", *argv], check=True, capture_output=True, cwd=workdir)
-    return {"verify": sft, "bt": bt}
-
-
-@pytest.fixture(scope="module")
 def rewardbench_rows(workdir) -> Path:
     from genrm.data import demo
 
@@ -158,22 +118,22 @@ def rewardbench_rows(workdir) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sft_trained(workdir, rows, tiny_model_dir):
+def sft_trained(workdir, training_rows, tiny_model_dir):
     """A GenRM trained by train_sft: 300 judge rows, 2 epochs (37 optimizer steps of 16 rows)."""
     run_dir = workdir / "sft"
-    _, job = gpu_and_cpu_jobs(run_dir, "verify", tiny_model_dir, rows["verify"], epochs=SFT_EPOCHS)
+    _, job = gpu_and_cpu_jobs(run_dir, "verify", tiny_model_dir, training_rows["verify"], epochs=SFT_EPOCHS)
     started = time.time()
     log = train(job, run_dir, run_dir / "train.log")
     return job, log, tensorboard_runs(job, run_dir), time.time() - started
 
 
 @pytest.fixture(scope="module")
-def rm_trained(workdir, rows, tiny_model_dir):
+def rm_trained(workdir, training_rows, tiny_model_dir):
     """A Bradley-Terry reward model trained by train_rm: the valid pairs, 1 epoch (18 optimizer
     steps). Without --eval.dataset, train_rm evaluates on the first 1% of the training rows, which it
     also trains on: its eval figures are training figures."""
     run_dir = workdir / "rm"
-    _, job = gpu_and_cpu_jobs(run_dir, "bt", tiny_model_dir, rows["bt"])
+    _, job = gpu_and_cpu_jobs(run_dir, "bt", tiny_model_dir, training_rows["bt"])
     started = time.time()
     log = train(job, run_dir, run_dir / "train.log")
     return job, log, tensorboard_runs(job, run_dir), time.time() - started
@@ -183,13 +143,13 @@ RESUME_ROWS, RESUME_EPOCHS, RESUME_SAVE_STEPS = 160, 3, 5
 
 
 @pytest.fixture(scope="module")
-def killed_and_resumed(workdir, rows, tiny_model_dir):
+def killed_and_resumed(workdir, training_rows, tiny_model_dir):
     """A train_sft job on the first 160 rows (``--data.max_samples``), 3 epochs (30 steps), a
     DeepSpeed checkpoint every 5 steps. As soon as the first checkpoint is complete (DeepSpeed
     writes ``latest`` last), SIGTERM goes to every process of the job (the wrapper passes it on
     too), as at SLURM's time limit; then the same command is rerun."""
     run_dir = workdir / "resume"
-    _, job = gpu_and_cpu_jobs(run_dir, "verify", tiny_model_dir, rows["verify"], epochs=RESUME_EPOCHS,
+    _, job = gpu_and_cpu_jobs(run_dir, "verify", tiny_model_dir, training_rows["verify"], epochs=RESUME_EPOCHS,
                               save_steps=RESUME_SAVE_STEPS, extra_args=["--data.max_samples", str(RESUME_ROWS)])
     latest = Path(job.checkpoints) / "latest"
     proc = start(job, run_dir, run_dir / "killed.log")
@@ -248,6 +208,21 @@ def test_cpu_and_gpu_commands_of_one_job_differ_exactly_in_these_flags(tmp_path,
     assert set(differ) == set(gor.CPU_FLAGS)  # the one list that says why, flag by flag
     assert [f for f in before if f not in differ] == [f for f in after if f not in differ]  # the rest, in order
     assert (cpu.out, cpu.staging, cpu.checkpoints, cpu.record) == (gpu.out, gpu.staging, gpu.checkpoints, gpu.record)
+
+
+def test_cpu_command_of_a_multi_node_job_keeps_srun_and_its_torchruns(tmp_path, tiny_model_dir):
+    """Several nodes: srun and one torchrun per node stay (less the step's --gpus-per-node, which a
+    cluster without GPUs refuses), torchrun starts the CPU launcher, and the module's flags are those
+    of the one-node CPU job (tests/test_slurm_launch.py runs such a job on two Slurm nodes)."""
+    rows, shape = tmp_path / "rows.jsonl", {"gpus_per_node": 2, "micro_batch_size": 4}  # 16 rows: 2 x 2 x 4
+    _, one_node = gpu_and_cpu_jobs(tmp_path, "verify", tiny_model_dir, rows, **shape)
+    gpu, cpu = gpu_and_cpu_jobs(tmp_path, "verify", tiny_model_dir, rows, nodes=2, **shape)
+    settings = tiny_openrlhf_settings("verify", tmp_path / "checkpoints", nodes=2, **shape)
+    assert gpu.launch[0] == "srun" and "--gpus-per-node=2" in gpu.launch
+    assert cpu.launch == (*gor.launcher(settings, step_gpus=False), "-m", gor.CPU_MODULE, "-m", gor.TRAIN_SFT,
+                          *one_node.module_args())
+    assert [w for w in cpu.launch if isinstance(w, gor.Shell)] == [w for w in gpu.launch if isinstance(w, gor.Shell)]
+    gor.check_command(cpu.launch)
 
 
 @pytest.mark.parametrize("method", ["verify", "bt"])
@@ -320,7 +295,7 @@ def test_stand_in_padding_functions_match_plain_indexing():
 # --- training -----------------------------------------------------------------------
 
 
-def test_train_sft_loss_falls_and_the_model_loads_and_judges(sft_trained, rows, rewardbench_rows, tmp_path):
+def test_train_sft_loss_falls_and_the_model_loads_and_judges(sft_trained, training_rows, rewardbench_rows, tmp_path):
     from transformers import AutoModelForCausalLM
 
     from genrm.judge.job import judge
@@ -328,14 +303,14 @@ def test_train_sft_loss_falls_and_the_model_loads_and_judges(sft_trained, rows, 
     job, log, runs, seconds = sft_trained
     assert "openrlhf.cli.train_sft on CPU" in log and "ds.attn_implementation sdpa" in log
     (run,) = runs
-    total = SFT_EPOCHS * len(read_jsonl(rows["verify"])) // BATCH  # OpenRLHF counts steps across epochs
+    total = SFT_EPOCHS * len(read_jsonl(training_rows["verify"])) // BATCH  # OpenRLHF counts steps across epochs
     assert steps(run, "train/gpt_loss") == list(range(1, total + 1))
     first, last = mean_loss(run, "train/gpt_loss", slice(0, 3)), mean_loss(run, "train/gpt_loss", slice(-3, None))
     assert last < first - 1.0, (first, last)
     out = Path(job.out)
     assert not Path(job.staging).exists() and not Path(job.checkpoints).exists()
     info = json.loads((out / "genrm_training.json").read_text())
-    assert info["resumed_from_checkpoint"] is False and info["seed"] == SEED and info["objective"] == "sft"
+    assert info["resumed_from_checkpoint"] is False and info["seed"] == OPENRLHF_SEED and info["objective"] == "sft"
     model = AutoModelForCausalLM.from_pretrained(out)
     assert model.config.model_type == "llama" and model.num_parameters() > 0
     predictions = tmp_path / "predictions.jsonl"
@@ -347,7 +322,7 @@ def test_train_sft_loss_falls_and_the_model_loads_and_judges(sft_trained, rows, 
     print(f"train_sft: loss {first:.2f} -> {last:.2f} in {total} steps, {seconds:.0f} s")
 
 
-def test_train_rm_loss_falls_and_the_model_loads_and_judges(rm_trained, rows, rewardbench_rows, tmp_path):
+def test_train_rm_loss_falls_and_the_model_loads_and_judges(rm_trained, training_rows, rewardbench_rows, tmp_path):
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -356,7 +331,7 @@ def test_train_rm_loss_falls_and_the_model_loads_and_judges(rm_trained, rows, re
     job, log, runs, seconds = rm_trained
     assert "openrlhf.cli.train_rm on CPU" in log
     (run,) = runs
-    pairs = len(read_jsonl(rows["bt"]))
+    pairs = len(read_jsonl(training_rows["bt"]))
     total = pairs // BATCH  # whole batches (the loader drops the last, partial one)
     assert steps(run, "train/loss") == list(range(1, total + 1))
     first, last = mean_loss(run, "train/loss", slice(0, 3)), mean_loss(run, "train/loss", slice(-3, None))
@@ -395,9 +370,9 @@ def test_a_killed_job_leaves_no_model_and_its_rerun_resumes_from_the_checkpoint(
     AutoModelForCausalLM.from_pretrained(job.out)
 
 
-def test_max_samples_limits_the_rows(killed_and_resumed, rows):
+def test_max_samples_limits_the_rows(killed_and_resumed, training_rows):
     """--data.max_samples 160 of the 300 rows: OpenRLHF reads 160, and a run is 160 / 16 steps an epoch."""
     job, killed_log, _log, runs, _after = killed_and_resumed
-    assert len(read_jsonl(rows["verify"])) == 300
+    assert len(read_jsonl(training_rows["verify"])) == 300
     assert re.search(rf"num_rows: {RESUME_ROWS}\b", killed_log)
     assert max(steps(runs[-1], "train/gpt_loss")) == RESUME_EPOCHS * RESUME_ROWS // BATCH

@@ -17,8 +17,9 @@ Launching:
   starts one ``torchrun`` per node with ``srun --ntasks-per-node=1``; the
   launchers meet through torchrun's c10d rendezvous on the first node
   (``python -m genrm openrlhf head-node``) and the SLURM job id;
-* no GPU: ``cpu_job`` turns a job into one process of ``python -m genrm.train.openrlhf_cpu``
-  with the flags of ``CPU_FLAGS`` changed (DeepSpeed's CPU accelerator, gloo, bf16, sdpa).
+* no GPU: ``cpu_job`` runs the module under ``genrm.train.openrlhf_cpu`` with the flags of
+  ``CPU_FLAGS`` changed (DeepSpeed's CPU accelerator, gloo, bf16, sdpa): one process on one node,
+  the same srun and torchruns on several.
 
 Outputs: OpenRLHF writes the Hugging Face model into ``<out>.partial``; the
 wrapper (``python -m genrm openrlhf run``) renames it to ``<out>`` only after a
@@ -235,8 +236,10 @@ def rule_job(settings: OpenRLHFSettings, *, model: str, method: str, model_dir: 
 
 # --- the same job on CPU --------------------------------------------------------
 
-# The launcher of a job without a GPU (one process; genrm/train/openrlhf_cpu.py says what it changes).
-CPU_LAUNCHER = ("python", "-m", "genrm.train.openrlhf_cpu")
+# The launcher of a job without a GPU (genrm/train/openrlhf_cpu.py says what it changes): the module
+# that runs OpenRLHF's module, started by python (one node) or by torchrun (several nodes).
+CPU_MODULE = "genrm.train.openrlhf_cpu"
+CPU_LAUNCHER = ("python", "-m", CPU_MODULE)
 # Every flag that a CPU job changes: flag -> (its value on CPU, or None: left out; why).
 # A flag to set is set even when the GPU command lacks it; a flag left out goes with its value.
 CPU_FLAGS = {
@@ -275,12 +278,20 @@ def cpu_args(args) -> list[str]:
 
 
 def cpu_launch(launch) -> tuple:
-    """The launch command of the same job on a machine without a GPU: the module's flags changed
-    by ``cpu_args``, run by ``CPU_LAUNCHER`` in one process instead of torchrun (or srun and one
-    torchrun per node). OpenRLHF keeps the global batch size whatever the number of processes
-    (more gradient accumulation steps on one), so the job trains on the same batches."""
+    """The launch command of the same job on machines without a GPU: the module's flags changed by
+    ``cpu_args`` and the module run by ``CPU_MODULE``. One node: one process (``CPU_LAUNCHER``)
+    in place of torchrun, whatever ``gpus_per_node``; OpenRLHF keeps the global batch size whatever
+    the number of processes (more gradient accumulation steps on one), so the job trains on the
+    same batches. Several nodes: srun and its torchruns are kept (less the step's
+    ``--gpus-per-node``, as ``launcher(step_gpus=False)`` writes it: a cluster without GPUs refuses
+    it), and each torchrun starts ``CPU_MODULE``: ``torchrun ... -m genrm.train.openrlhf_cpu -m
+    openrlhf.cli.<module> <flags>``."""
     module, args = launch_module(launch)
-    return (*CPU_LAUNCHER, "-m", module, *cpu_args(args))
+    if str(launch[0]) != "srun":  # one node
+        return (*CPU_LAUNCHER, "-m", module, *cpu_args(args))
+    torchruns = [w for w in launch[:len(launch) - len(args) - 2]  # srun ... torchrun ..., before -m <module>
+                 if not str(w).startswith("--gpus-per-node")]
+    return (*torchruns, "-m", CPU_MODULE, "-m", module, *cpu_args(args))
 
 
 def cpu_job(job: Job) -> Job:

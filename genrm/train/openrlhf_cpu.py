@@ -1,8 +1,10 @@
 """Run one of OpenRLHF's training modules in a process that has no GPU.
 
-Usage, in place of ``torchrun ... -m openrlhf.cli.train_sft <flags>``::
+Usage, in place of ``torchrun ... -m openrlhf.cli.train_sft <flags>``: one process on one node, or
+under torchrun (one per node, started by srun), which sets the rank and the rendezvous::
 
     python -m genrm.train.openrlhf_cpu -m openrlhf.cli.train_sft <flags>
+    torchrun ... -m genrm.train.openrlhf_cpu -m openrlhf.cli.train_sft <flags>
 
 OpenRLHF 0.11.2 trains on CPU through DeepSpeed's CPU accelerator (gloo, bf16, PyTorch's sdpa
 attention) once two things that assume a GPU are dealt with, in this process only:
@@ -144,8 +146,11 @@ def main(argv: list[str] | None = None) -> None:
     added = apply_env_defaults()
     add_shims()
     patched = patch_cuda_calls()
-    print(f"[genrm.train.openrlhf_cpu] {module} on CPU; environment set: {added}; patched: {patched}",
-          file=sys.stderr, flush=True)
+    node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+    # one write: the lines of several ranks that share a log stay whole
+    sys.stderr.write(f"[genrm.train.openrlhf_cpu] {module} on CPU, rank {os.environ['RANK']} of "
+                     f"{os.environ['WORLD_SIZE']} on node {node}; environment set: {added}; patched: {patched}\n")
+    sys.stderr.flush()
     sys.argv = [module, *flags]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
