@@ -25,9 +25,10 @@ from genrm.config import (
     objective,
     openrlhf_settings,
     published_key,
+    train_backend,
     trl_settings,
 )
-from genrm.train.openrlhf import job_resources, rule_job
+from genrm.train.openrlhf import cpu_job, job_resources, rule_job
 
 
 def as_arg(obj) -> str:
@@ -98,7 +99,7 @@ def job_settings(config: dict, judge: Judge | None = None, model: str | None = N
     for params computed from its input or output paths, as the job commands are."""
     if judge is not None:
         return as_arg(judge_settings(config, judge))
-    if config["train"]["backend"] == "openrlhf":
+    if train_backend(config, method) == "openrlhf":
         return as_arg(openrlhf_settings(config, model, method))
     return as_arg(trl_settings(config, method))
 
@@ -146,11 +147,12 @@ def train_rows(method: str) -> str:
 def train_command(config: dict, model: str, method: str, model_dir: str, rows: str, out: str) -> str:
     """The shell command of one training job (rule train_genrm; ``snakemake -n -p`` prints it):
     the OpenRLHF launch line (train_sft, or train_rm for method bt), or ``python -m genrm train
-    ...`` (TRL, CPU)."""
-    if config["train"]["backend"] == "openrlhf":
-        job = rule_job(openrlhf_settings(config, model, method), model=model, method=method, model_dir=model_dir,
-                       rows=rows, out=out, seed=config["seed"])
-        return job.shell_command()
+    ...`` (TRL, CPU). An OpenRLHF job of ``device: cpu`` runs in its CPU form (``cpu_job``)."""
+    if train_backend(config, method) == "openrlhf":
+        settings = openrlhf_settings(config, model, method)
+        job = rule_job(settings, model=model, method=method, model_dir=model_dir, rows=rows, out=out,
+                       seed=config["seed"])
+        return (cpu_job(job) if settings.device == "cpu" else job).shell_command()
     return (f"python -m genrm train --model {shlex.quote(model_dir)} --rows {shlex.quote(rows)}"
             f" --objective {objective(method)} --settings {as_arg(trl_settings(config, method))}"
             f" --seed {config['seed']} --out {shlex.quote(out)}")
@@ -158,7 +160,7 @@ def train_command(config: dict, model: str, method: str, model_dir: str, rows: s
 
 def train_resources(config: dict, model: str, method: str | None = None) -> dict:
     """What one training job of ``model`` x ``method`` asks the scheduler for (Snakemake resources)."""
-    if config["train"]["backend"] == "openrlhf":
+    if train_backend(config, method) == "openrlhf":
         return job_resources(openrlhf_settings(config, model, method))
     trl = trl_settings(config, method)
     return {"nodes": 1, "tasks": 1, "cpus_per_task": trl.threads, "mem_mb": trl.mem_mb,

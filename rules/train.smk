@@ -1,10 +1,11 @@
 # One training job per model x method: a GenRM (SFT; OpenRLHF train_sft or TRL SFTTrainer),
 # or for method bt a Bradley-Terry reward model (OpenRLHF train_rm or TRL RewardTrainer).
-# The backend (config train.backend) is openrlhf on GPU clusters and trl on CPU (demo,
-# tests). What a job asks the scheduler for comes from the OpenRLHF preset of the model's
-# size (with train.bt over it for bt), the launch command from genrm.train.openrlhf (both
-# through genrm.workflow).
-TRAIN_ENV = "../envs/train.yaml" if config["train"]["backend"] == "openrlhf" else "../envs/train-cpu.yaml"
+# The backend (config train.backend; train.bt.backend for bt where set) is openrlhf on GPU
+# clusters; the demo trains its GenRMs with trl and its Bradley-Terry model with openrlhf on
+# CPU. What a job asks the scheduler for comes from the OpenRLHF preset of the model's size
+# (with train.bt over it for bt), the launch command from genrm.train.openrlhf (both through
+# genrm.workflow). The conda environment (--use-conda) of a job, by its backend:
+TRAIN_ENVS = {"openrlhf": "../envs/train.yaml", "trl": "../envs/train-cpu.yaml"}
 
 
 # OpenRLHF drops rows whose prompt does not fit max_len and cuts longer rows (both
@@ -29,7 +30,7 @@ rule check_sft_lengths:
     benchmark:
         "benchmarks/check_sft_lengths/{model}/{method}.tsv"
     conda:
-        TRAIN_ENV
+        lambda w: TRAIN_ENVS[gconfig.train_backend(config, w.method)]
     shell:
         "python -m genrm check-lengths --rows {input.rows} --model {input.model} --name {wildcards.model}"
         " --max-len {params.max_len} --max-fraction {params.max_fraction} --out {output} > {log} 2>&1"
@@ -67,6 +68,6 @@ rule train_genrm:
     benchmark:
         "benchmarks/train_genrm/{model}/{method}.tsv"
     conda:
-        TRAIN_ENV
+        lambda w: TRAIN_ENVS[gconfig.train_backend(config, w.method)]
     shell:
         "{params.command} > {log} 2>&1"

@@ -120,6 +120,7 @@ def tiny_openrlhf_settings(method: str, checkpoint_dir: Path, **changes):
 
     cfg = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text(encoding="utf-8"))
     cfg["train"]["backend"] = "openrlhf"
+    cfg["train"]["bt"].pop("openrlhf", None)  # the presets alone, not the demo's own CPU job
     settings = gconfig.openrlhf_settings(gconfig.validate(cfg), OPENRLHF_MODEL, method)
     return dataclasses.replace(settings, checkpoint_dir=str(checkpoint_dir), **changes)
 

@@ -122,6 +122,10 @@ def test_bt_settings_change_the_recipe_and_keep_the_machines(production):
     (lambda c: c.setdefault("train", {}).update(bt={"openrlhf": {"models": {"gpt-9": {"nodes": 1}}}}),
      "train.bt.openrlhf.models.gpt-9: unknown model"),
     (lambda c: c.setdefault("train", {}).update(bt={"trl": {"epoch": 1}}), "train.bt.trl: unknown key(s) epoch"),
+    (lambda c: c.setdefault("train", {}).update(bt={"backend": "deepspeed"}),
+     "train.bt.backend: 'deepspeed' is not allowed; allowed values: openrlhf, trl"),
+    (lambda c: c.setdefault("train", {}).update(bt={"openrlhf": {"common": {"device": "gpu"}}}),
+     "train.bt.openrlhf.common.device: 'gpu' is not allowed; allowed values: cuda, cpu"),
 ])
 def test_bad_bt_settings_are_refused(change, message):
     config = raw()

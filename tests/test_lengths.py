@@ -194,7 +194,10 @@ def test_max_len_comes_from_the_backend_settings():
     demo = gconfig.load(REPO / "configs" / "demo.yaml")
     assert gconfig.train_max_len(demo, "tiny-instruct") == demo["train"]["trl"]["max_length"] \
         == gconfig.trl_settings(demo).max_length
-    demo["train"]["bt"]["trl"]["max_length"] = 300  # the Bradley-Terry job's own
+    # the Bradley-Terry job's own, from its backend (OpenRLHF in the demo)
+    bt = gconfig.openrlhf_settings(demo, "tiny-instruct", "bt")
+    assert gconfig.train_max_len(demo, "tiny-instruct", "bt") == bt.max_len
+    demo["train"]["bt"]["openrlhf"]["models"]["tiny-instruct"]["max_len"] = 300
     assert gconfig.train_max_len(demo, "tiny-instruct", "bt") == 300
     assert gconfig.train_max_len(demo, "tiny-instruct", "verify") == demo["train"]["trl"]["max_length"]
     production = gconfig.load(REPO / "workflow_config.yaml")

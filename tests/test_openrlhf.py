@@ -785,3 +785,34 @@ def test_head_node_when_the_job_step_dropped_the_node_list(fake_scontrol):
 
 def test_head_node_outside_slurm():
     assert gor.head_node({}) == socket.gethostname()
+
+
+def test_the_demo_trains_its_bradley_terry_model_with_openrlhf_on_cpu():
+    """train.bt.backend: the demo's GenRMs train with TRL, its Bradley-Terry model with OpenRLHF's
+    train_rm; device cpu: the rule runs the CPU form of the job that rule_job builds, asking for no GPU."""
+    demo = gconfig.load(REPO / "configs" / "demo.yaml")
+    assert gconfig.train_backend(demo) == gconfig.train_backend(demo, "verify") == "trl"
+    assert gconfig.train_backend(demo, "bt") == "openrlhf"
+    settings = gconfig.openrlhf_settings(demo, "tiny-instruct", "bt")
+    assert settings.device == "cpu" and settings.processes == 1 and settings.problems(reward_model=True) == []
+    paths = dict(model_dir="resources/models/tiny-instruct", rows="results/bt/rows.jsonl",
+                 out="results/models/tiny-instruct/bt")
+    command = workflow.train_command(demo, "tiny-instruct", "bt", *paths.values())
+    job = gor.rule_job(settings, model="tiny-instruct", method="bt", seed=demo["seed"], **paths)
+    assert command == gor.cpu_job(job).shell_command()
+    assert " -- python -m genrm.train.openrlhf_cpu -m openrlhf.cli.train_rm " in command and "torchrun" not in command
+    assert "--data.max_samples 480 " in command and "--ds.attn_implementation sdpa " in command
+    resources = workflow.train_resources(demo, "tiny-instruct", "bt")
+    assert resources["gpu"] is None and resources["cpus_per_task"] == 1 and resources["mem_mb"] == 6000
+    assert workflow.train_command(demo, "tiny-instruct", "verify", *paths.values()).startswith("python -m genrm train ")
+    assert gconfig.train_max_len(demo, "tiny-instruct", "bt") == settings.max_len
+    # without train.bt.backend a Bradley-Terry model follows train.backend
+    del demo["train"]["bt"]["backend"]
+    assert gconfig.train_backend(demo, "bt") == "trl"
+    assert workflow.train_command(demo, "tiny-instruct", "bt", *paths.values()).startswith("python -m genrm train ")
+    # the production config: every job on GPUs, one process per GPU
+    production = gconfig.load(REPO / "workflow_config.yaml")
+    for model, method in gconfig.genrms(production):
+        s = gconfig.openrlhf_settings(production, model, method)
+        assert s.device == "cuda" and s.processes == s.nodes * s.gpus_per_node
+        assert workflow.train_resources(production, model, method)["gpu"] == s.processes

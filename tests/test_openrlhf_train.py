@@ -150,7 +150,7 @@ def killed_and_resumed(workdir, training_rows, tiny_model_dir):
     too), as at SLURM's time limit; then the same command is rerun."""
     run_dir = workdir / "resume"
     _, job = gpu_and_cpu_jobs(run_dir, "verify", tiny_model_dir, training_rows["verify"], epochs=RESUME_EPOCHS,
-                              save_steps=RESUME_SAVE_STEPS, extra_args=["--data.max_samples", str(RESUME_ROWS)])
+                              save_steps=RESUME_SAVE_STEPS, max_samples=RESUME_ROWS)
     latest = Path(job.checkpoints) / "latest"
     proc = start(job, run_dir, run_dir / "killed.log")
     try:

@@ -191,8 +191,14 @@ def test_demo_compares_the_bradley_terry_model_with_its_genrm_siblings(demo_run)
     assert [float(c) for c in markdown_cells(row)[2:]] == pytest.approx(diffs, abs=0.011)
     stats = read_json(demo_run / "results" / "bt" / "stats.json")
     assert stats["pairs"] == 4000 and sum(stats["dropped"].values()) == 7  # the same pairs as the GenRMs
+    # trained by OpenRLHF's own train_rm on CPU, on the first max_samples of those pairs
     training = read_json(demo_run / "results" / "models" / "tiny-instruct" / "bt" / "genrm_training.json")
-    assert training["objective"] == "bt" and training["rows_trained"] == 4000
+    assert training["objective"] == "bt" and training["backend"] == "openrlhf"
+    assert training["command"][-1].startswith("python -m genrm.train.openrlhf_cpu -m openrlhf.cli.train_rm ")
+    assert training["settings"]["max_samples"] == 480 < stats["pairs"] and not training["resumed_from_checkpoint"]
+    log = (demo_run / "logs" / "train_genrm" / "tiny-instruct" / "bt.log").read_text(errors="replace")
+    assert "Train step of epoch 0: 100%" in log and "acc=1" in log  # OpenRLHF's own progress, 30 steps
+    assert "DeepSpeed deepspeed.ops.comm.deepspeed_shm_comm_op" in log  # DeepSpeed's own, loading its CPU op
     assert (demo_run / "results" / "plots" / "genrm_vs_base" / "tiny-instruct" / "verify.png").is_file()
     assert not (demo_run / "results" / "plots" / "genrm_vs_base" / "tiny-instruct" / "bt.png").exists()
 
@@ -246,8 +252,9 @@ def test_demo_rerun_does_nothing(demo_run):
 
 def test_interrupted_training_resumes_without_redoing_finished_jobs(demo_copy):
     """Kill the run during a training job: no output that looks complete is left, and the rerun
-    redoes that job and what it feeds into, nothing else. The job is the Bradley-Terry model's, the
-    demo's shortest training (seconds), and the target the results table it feeds."""
+    redoes that job and what it feeds into, nothing else. The job is the Bradley-Terry model's
+    (OpenRLHF's train_rm on CPU), the demo's shortest training, and the target the results table
+    it feeds."""
     import os
     import shutil
 
@@ -265,7 +272,7 @@ def test_interrupted_training_resumes_without_redoing_finished_jobs(demo_copy):
                             start_new_session=True)
     try:
         deadline = time.time() + 300
-        while time.time() < deadline and not (log.exists() and "'loss'" in log.read_text(errors="replace")):
+        while time.time() < deadline and not (log.exists() and "loss=" in log.read_text(errors="replace")):
             assert proc.poll() is None, proc.communicate()[0][-3000:]
             time.sleep(0.05)
         assert log.exists(), "training never started"
@@ -273,9 +280,10 @@ def test_interrupted_training_resumes_without_redoing_finished_jobs(demo_copy):
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does to the whole run
         first = proc.communicate(timeout=120)[0]
     assert proc.returncode != 0, first[-2000:]
-    assert "train_loss" not in log.read_text(errors="replace"), "training finished before it was killed"
+    assert "model saved to" not in log.read_text(errors="replace"), "training finished before it was killed"
     assert not model.exists(), "a killed training job left its output directory in place"
-    assert not list(model.parent.glob(f".{model.name}*")), "a killed training job left a partial directory"
+    leftovers = [*model.parent.glob(f"{model.name}.*"), *model.parent.glob(f".{model.name}*")]  # bt.partial
+    assert not leftovers, "a killed training job left a partial directory"
     assert not (demo_run / target).exists()
     rerun = snakemake(["--cores", "2", "--rerun-incomplete", *DEMO_ARGS, target], demo_run)
     counts = job_counts(rerun.stdout + rerun.stderr)

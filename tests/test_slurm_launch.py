@@ -143,7 +143,7 @@ def test_multi_node_openrlhf_job_trains_in_a_real_allocation(two_nodes, tiny_mod
     settings = tiny_openrlhf_settings("verify", tmp_path / "checkpoints", nodes=nodes, gpus_per_node=1,
                                       cpus_per_task=1, rdzv_port=free_port(), epochs=1, save_steps=TRAIN_STEPS,
                                       keep_checkpoints=True,
-                                      extra_args=["--data.max_samples", str(TRAIN_STEPS * BATCH)])
+                                      max_samples=TRAIN_STEPS * BATCH)
     assert settings.zero_stage == 2 and settings.global_batch_size == BATCH
     out = tmp_path / "results" / "models" / OPENRLHF_MODEL / "verify"
     job = gor.cpu_job(gor.rule_job(settings, model=OPENRLHF_MODEL, method="verify", model_dir=str(tiny_model_dir),

@@ -23,8 +23,8 @@ from genrm.config.settings import JudgeSettings, OpenRLHFSettings, TrlSettings, 
 
 __all__ = ["BT_METHOD", "ConfigError", "Judge", "JudgeSettings", "OpenRLHFSettings", "TrlSettings",
            "agreement_sample", "as_dict", "from_dict", "genrm_name", "genrms", "judge_settings", "judges", "load",
-           "load_schema", "merge", "model_entry", "objective", "openrlhf_settings", "published_key", "train_max_len",
-           "trl_settings", "validate"]
+           "load_schema", "merge", "model_entry", "objective", "openrlhf_settings", "published_key", "train_backend",
+           "train_max_len", "trl_settings", "validate"]
 
 # The method that trains a Bradley-Terry reward model (a scalar classifier) instead of a GenRM.
 BT_METHOD = "bt"
@@ -246,12 +246,20 @@ def openrlhf_settings(config: dict, model: str, method: str | None = None) -> Op
     return from_dict(OpenRLHFSettings, values, where)
 
 
+def train_backend(config: dict, method: str | None = None) -> str:
+    """The backend of a training job of ``method``: ``train.backend``, or ``train.bt.backend`` for a
+    Bradley-Terry model (method bt) where it is set."""
+    if method is not None and objective(method) == "bt":
+        return config["train"]["bt"].get("backend", config["train"]["backend"])
+    return config["train"]["backend"]
+
+
 def _openrlhf_problems(config: dict) -> list[str]:
     """OpenRLHF settings of every job to train that OpenRLHF would refuse or silently change."""
-    if config["train"]["backend"] != "openrlhf":
-        return []
     problems = []
     for model, method in genrms(config):
+        if train_backend(config, method) != "openrlhf":
+            continue
         bt = objective(method) == "bt"
         where = f"train.bt.openrlhf (model {model})" if bt else f"train.openrlhf (model {model})"
         try:
@@ -265,6 +273,6 @@ def _openrlhf_problems(config: dict) -> list[str]:
 
 def train_max_len(config: dict, model: str, method: str | None = None) -> int:
     """The longest sequence (in tokens) that the training job of ``model`` x ``method`` takes whole."""
-    if config["train"]["backend"] == "openrlhf":
+    if train_backend(config, method) == "openrlhf":
         return openrlhf_settings(config, model, method).max_len
     return trl_settings(config, method).max_length

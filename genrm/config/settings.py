@@ -78,6 +78,7 @@ class OpenRLHFSettings:
     """One OpenRLHF training job: ``train.openrlhf.common``, then the preset of the model's
     size, then ``train.openrlhf.models.<model>``, plus the job-level keys."""
 
+    device: str
     nodes: int
     gpus_per_node: int
     cpus_per_task: int
@@ -97,6 +98,7 @@ class OpenRLHFSettings:
     min_lr_ratio: float
     max_norm: float
     weight_decay: float
+    max_samples: int
     max_len: int
     param_dtype: str
     attn_implementation: str
@@ -111,23 +113,29 @@ class OpenRLHFSettings:
     rdzv_port: int
     size: str
 
+    @property
+    def processes(self) -> int:
+        """Training processes of the job: one per GPU; on CPU one on one node, ``gpus_per_node``
+        per node on several (genrm.train.openrlhf.cpu_launch)."""
+        return 1 if self.device == "cpu" and self.nodes == 1 else self.nodes * self.gpus_per_node
+
     def problems(self, reward_model: bool = False) -> list[str]:
         """Settings that OpenRLHF or DeepSpeed would refuse at start-up, or silently change
         (``reward_model``: for openrlhf.cli.train_rm rather than train_sft)."""
         problems = []
         if reward_model and self.use_liger_kernel:
             problems.append("use_liger_kernel: train_rm has no Liger kernels (set it false for bt)")
-        world = self.nodes * self.gpus_per_node
+        world = self.processes
         ring = self.ring_attn_size
         if world % ring:
-            problems.append(f"ring_attn_size {ring} does not divide the {world} GPUs of the job")
+            problems.append(f"ring_attn_size {ring} does not divide the {world} processes (GPUs) of the job")
         else:
             data_parallel = world // ring
             step = self.micro_batch_size * data_parallel
             if self.global_batch_size % step:
                 problems.append(
                     f"global_batch_size {self.global_batch_size} is not a multiple of micro_batch_size "
-                    f"{self.micro_batch_size} x {data_parallel} data-parallel GPUs ({step})")
+                    f"{self.micro_batch_size} x {data_parallel} data-parallel processes ({step})")
         if ring > 1 and not self.packing_samples:
             problems.append("ring attention (ring_attn_size > 1) needs packing_samples: true")
         if self.packing_samples and "flash_attention" not in self.attn_implementation:

@@ -68,8 +68,6 @@ REJECTED_KEY = "rejected"
 # saved model loads with AutoModelForSequenceClassification; the Bradley-Terry loss.
 VALUE_HEAD_PREFIX = "score"
 RM_LOSS = "sigmoid"
-# OpenRLHF keeps only the first --data.max_samples rows (default 1,000,000) without a word.
-MAX_SAMPLES = 1_000_000_000
 STAGING_SUFFIX = ".partial"
 
 
@@ -110,7 +108,7 @@ def train_args(s: OpenRLHFSettings, goal: str, *, model_dir: str, rows: str, out
         *data,
         "--data.apply_chat_template",
         "--data.max_len", _num(s.max_len),
-        "--data.max_samples", _num(MAX_SAMPLES),
+        "--data.max_samples", _num(s.max_samples),
         # optimisation
         "--train.seed", _num(seed),
         "--train.max_epochs", _num(s.epochs),
@@ -311,7 +309,7 @@ def job_resources(s: OpenRLHFSettings) -> dict:
     """
     nodes = s.nodes
     return {
-        "gpu": nodes * s.gpus_per_node,
+        "gpu": None if s.device == "cpu" else nodes * s.gpus_per_node,
         "nodes": nodes,
         "tasks": nodes,
         "tasks_per_gpu": 0,
