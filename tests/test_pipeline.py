@@ -194,7 +194,7 @@ def test_demo_compares_the_bradley_terry_model_with_its_genrm_siblings(demo_run)
     # trained by OpenRLHF's own train_rm on CPU, on the first max_samples of those pairs
     training = read_json(demo_run / "results" / "models" / "tiny-instruct" / "bt" / "genrm_training.json")
     assert training["objective"] == "bt" and training["backend"] == "openrlhf"
-    assert training["command"][-1].startswith("python -m genrm.train.openrlhf_cpu -m openrlhf.cli.train_rm ")
+    assert training["command"][:5] == ["python", "-m", "genrm.train.openrlhf_cpu", "-m", "openrlhf.cli.train_rm"]
     assert training["settings"]["max_samples"] == 480 < stats["pairs"] and not training["resumed_from_checkpoint"]
     log = (demo_run / "logs" / "train_genrm" / "tiny-instruct" / "bt.log").read_text(errors="replace")
     assert "Train step of epoch 0: 100%" in log and "acc=1" in log  # OpenRLHF's own progress, 30 steps

@@ -283,15 +283,22 @@ def test_workstation_dry_run(tmp_path):
 
 
 @dryrun
-def test_demo_config_trains_with_trl_on_cpu(tmp_path):
+def test_demo_config_trains_its_genrms_with_trl_and_its_bt_model_with_openrlhf_on_cpu(tmp_path):
     out = dry_run(tmp_path, "results/models/tiny-instruct/verify", "results/models/tiny-instruct/verify_correct",
                   "results/models/tiny-instruct/bt",
                   "--replace-workflow-config", "--configfile", str(REPO / "configs" / "demo.yaml"))
     all_jobs = jobs(out)
-    train = [j for j in all_jobs if j["rule"] == "train_genrm"]
-    assert train and all(j["shell"].startswith("python -m genrm train --model ") for j in train)
-    assert [j["wildcards"]["method"] for j in train if " --objective bt " in j["shell"]] == ["bt"]
-    assert all("--backend" not in j["shell"] and "openrlhf" not in j["shell"] for j in train)
-    assert all("gpu" not in j["resources"] and "mpi" not in j["resources"] for j in train)
+    train = {j["wildcards"]["method"]: j for j in all_jobs if j["rule"] == "train_genrm"}
+    assert sorted(train) == ["bt", "verify", "verify_correct"]
+    genrms = [train["verify"], train["verify_correct"]]
+    assert all(j["shell"].startswith("python -m genrm train --model ") and "openrlhf" not in j["shell"]
+               for j in genrms)
+    # train.bt.backend: openrlhf, device: cpu: OpenRLHF's train_rm in one CPU process, through the wrapper
+    bt = train["bt"]["shell"]
+    assert bt.startswith("python -m genrm openrlhf run ") and " --objective bt " not in bt
+    launch = bt.split(" -- ", 1)[1]
+    assert launch.startswith("python -m genrm.train.openrlhf_cpu -m openrlhf.cli.train_rm ")
+    assert "torchrun" not in launch and "--data.max_samples 480 " in launch
+    assert all("gpu" not in j["resources"] and "mpi" not in j["resources"] for j in train.values())
     checks = [j for j in all_jobs if j["rule"] == "check_sft_lengths"]
     assert checks and all("--max-len 512" in j["shell"] for j in checks)

@@ -358,6 +358,7 @@ def run(command, out: str, staging: str | None = None, checkpoints: str | None =
     start = time.time()
     code = _execute(argv)
     if code != 0:
+        shutil.rmtree(staging_path, ignore_errors=True)  # what OpenRLHF had begun to save is no model
         where = f"; a retry resumes from the checkpoints in {checkpoints}" if checkpoints else ""
         raise RuntimeError(f"OpenRLHF exited with status {code}{where}")
     problem = model_files_problem(staging_path) if staging_path.is_dir() else "no model directory"
