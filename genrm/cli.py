@@ -87,7 +87,7 @@ def cmd_format_bt(a):
 def cmd_check_lengths(a):
     from genrm.train.lengths import check_lengths
 
-    check_lengths(a.rows, a.model, a.max_len, a.max_fraction, a.out, a.name)
+    check_lengths(a.rows, a.model, a.max_len, a.max_fraction, a.out, a.name, a.trainer)
 
 
 def cmd_train(a):
@@ -283,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", default=None, help="the model's name in messages")
     s.add_argument("--max-len", type=int, required=True)
     s.add_argument("--max-fraction", type=float, required=True)
+    s.add_argument("--trainer", choices=["openrlhf", "trl"], default="openrlhf",
+                   help="the training job's backend: what it would do with the rows that do not fit")
     s.add_argument("--out", required=True, help="the report (JSON); written only when the check passes")
     s.set_defaults(func=cmd_check_lengths)
 

@@ -20,6 +20,7 @@ rule check_sft_lengths:
     params:
         max_len=lambda w: gconfig.train_max_len(config, w.model, w.method),
         max_fraction=config["train"]["length_guard"]["max_fraction"],
+        trainer=lambda w: gconfig.train_backend(config, w.method),
     threads: config["train"]["length_guard"]["threads"]
     resources:
         mem_mb=config["train"]["length_guard"]["mem_mb"],
@@ -33,7 +34,8 @@ rule check_sft_lengths:
         lambda w: TRAIN_ENVS[gconfig.train_backend(config, w.method)]
     shell:
         "python -m genrm check-lengths --rows {input.rows} --model {input.model} --name {wildcards.model}"
-        " --max-len {params.max_len} --max-fraction {params.max_fraction} --out {output} > {log} 2>&1"
+        " --max-len {params.max_len} --max-fraction {params.max_fraction} --trainer {params.trainer}"
+        " --out {output} > {log} 2>&1"
 
 
 rule train_genrm:

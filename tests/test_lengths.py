@@ -128,8 +128,11 @@ def full_ids(tokenizer, row):
 def test_bt_guard_stops_with_the_message(tmp_path, tiny_model_dir, bt_rows):
     path = tmp_path / "rows.jsonl"
     write_jsonl(path, bt_rows)
-    with pytest.raises(LengthError, match="TRL's RewardTrainer would drop them"):
+    with pytest.raises(LengthError, match="OpenRLHF's RewardDataset would silently cut the end off"):
         check_lengths(str(path), str(tiny_model_dir), 30, 0.01, str(tmp_path / "r.json"), name="tiny")
+    # the same rows, the same stop rule, for the trainer of a TRL job
+    with pytest.raises(LengthError, match=r"^tiny: (\d+) of \d+ rows .*TRL's RewardTrainer would drop \1\."):
+        check_lengths(str(path), str(tiny_model_dir), 30, 0.01, str(tmp_path / "r.json"), name="tiny", trainer="trl")
     assert not (tmp_path / "r.json").exists()
 
 
@@ -170,7 +173,7 @@ def test_guard_command_line_fails_with_the_message(tmp_path, tiny_model_dir, row
     # bad input (rows that do not fit): exit 2 and one line that says what to change
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "OpenRLHF would silently drop" in errors[0] and "max_len=40" in errors[0]
+    assert len(errors) == 1 and "OpenRLHF's SFTDataset would silently drop" in errors[0] and "max_len=40" in errors[0]
     assert f"{tiny_model_dir.name}:" in errors[0]  # without --name, the model directory's name
     assert not (tmp_path / "r.json").exists()
 

@@ -31,6 +31,17 @@ class LengthError(ValueError):
     pass
 
 
+# What each trainer does, without a word, with the rows the guard counts (TRL 1.16 cuts a row to
+# max_length and drops it when its prompt alone fills max_length: the same rows within 2 tokens).
+WHAT_TRAINERS_DO = {
+    ("openrlhf", "sft"): "OpenRLHF's SFTDataset would silently drop {dropped} (prompt too long) and cut the end "
+                         "off {truncated}",
+    ("openrlhf", "bt"): "OpenRLHF's RewardDataset would silently cut the end off {truncated}",
+    ("trl", "sft"): "TRL's SFTTrainer would silently drop {dropped} (prompt too long) and cut the end off {truncated}",
+    ("trl", "bt"): "TRL's RewardTrainer would drop {truncated}",
+}
+
+
 def render(tokenizer, row: dict) -> tuple[str, str] | None:
     """Prompt and full text of a row as OpenRLHF's SFTDataset builds them
     (``apply_chat_template``, input key ``prompt``, output key ``response``);
@@ -116,26 +127,26 @@ def measure(rows: Iterable[dict], tokenizer, max_len: int) -> dict:
 
 
 def check_lengths(rows: str, model_dir: str, max_len: int, max_fraction: float, out: str | None = None,
-                  name: str | None = None) -> dict:
+                  name: str | None = None, trainer: str = "openrlhf") -> dict:
     """Measure ``rows`` with the tokenizer of ``model_dir``; write the report to ``out``;
-    raise LengthError when more than ``max_fraction`` of the rows exceed ``max_len``."""
+    raise LengthError when more than ``max_fraction`` of the rows exceed ``max_len`` (``trainer``,
+    the job's backend, names what would happen to them)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if not getattr(tokenizer, "chat_template", None):
         raise LengthError(f"{model_dir}: the tokenizer has no chat template; training applies it "
                           "(--data.apply_chat_template) and would fail")
-    report = {"model": name or Path(model_dir).name, "rows_file": str(rows), "max_fraction": max_fraction,
-              **measure(iter_jsonl(rows), tokenizer, max_len)}
+    report = {"model": name or Path(model_dir).name, "rows_file": str(rows), "trainer": trainer,
+              "max_fraction": max_fraction, **measure(iter_jsonl(rows), tokenizer, max_len)}
     report["ok"] = report["fraction_exceeding"] <= max_fraction
     print(json.dumps(report, indent=2))
     if not report["ok"]:
         raise LengthError(
             f"{report['model']}: {report['exceeding']} of {report['rows']} rows of {rows} "
             f"({report['fraction_exceeding']:.2%}) do not fit max_len={max_len} tokens with this model's "
-            f"tokenizer and chat template, above the allowed {max_fraction:.2%}: OpenRLHF would silently "
-            f"drop {report['dropped']} (prompt too long) and cut the end off {report['truncated']}"
-            + (" (TRL's RewardTrainer would drop them)" if report["row_kind"] == "bt" else "")
+            f"tokenizer and chat template, above the allowed {max_fraction:.2%}: "
+            + WHAT_TRAINERS_DO[trainer, report["row_kind"]].format(**report)
             + (f"; {report['template_mismatch']} rows render differently with and without the answer"
                if report["template_mismatch"] else "")
             + f". Longest row: {report['tokens']['max']} tokens, 99th percentile: {report['tokens']['p99']}. "

@@ -76,7 +76,8 @@ def train_trl(model_dir: str, rows: str, out: str, settings: TrlSettings, seed: 
         trainer.save_model(str(work))
         tokenizer.save_pretrained(str(work))
         write_json(work / "genrm_training.json",
-                   {"backend": "trl", "objective": "sft", "rows": len(ds), "settings": dataclasses.asdict(settings),
+                   {"backend": "trl", "objective": "sft", "rows": len(ds), "rows_trained": len(trainer.train_dataset),
+                    "settings": dataclasses.asdict(settings),
                     "seed": seed, "train_loss": result.training_loss})
 
 
