@@ -670,7 +670,7 @@ def test_a_failed_run_leaves_no_model_and_keeps_its_checkpoints(tmp_path, flag):
     cmd, out, ckpt = fake_launch(tmp_path, flag)
     with pytest.raises(RuntimeError):
         gor.run(cmd, str(out), checkpoints=str(ckpt))
-    assert not out.exists()
+    assert not out.exists() and not Path(gor.staging_dir(out)).exists()  # nothing half-saved stays behind
     assert (ckpt / "latest").is_file()  # a retry resumes from here
     # the retry: same command, now succeeding, reports the resume
     cmd, out, ckpt = fake_launch(tmp_path)

@@ -333,13 +333,19 @@ def model_files_problem(path: Path) -> str | None:
     return None
 
 
+def staged_model_problem(staging_path: Path) -> str | None:
+    """Why what OpenRLHF saved (after exiting 0) is not a model to move into place, or None."""
+    problem = model_files_problem(staging_path) if staging_path.is_dir() else "no model directory"
+    return problem and f"OpenRLHF exited 0 but {staging_path} is not a complete model: {problem}"
+
+
 def run(command, out: str, staging: str | None = None, checkpoints: str | None = None,
         keep_checkpoints: bool = False, record: dict | None = None) -> None:
     """Run an OpenRLHF launch command and move its model into ``out`` atomically.
 
     ``command``: a list of words (run as is) or a string (run by bash). On a
-    non-zero exit, or when the model is incomplete, nothing is moved and the
-    error says where the checkpoints to resume from are.
+    non-zero exit, or when the model is incomplete, nothing is moved, what was staged is
+    removed, and the error says where the checkpoints to resume from are.
     """
     out_path = Path(out)
     staging_path = Path(staging or staging_dir(out))
@@ -357,13 +363,11 @@ def run(command, out: str, staging: str | None = None, checkpoints: str | None =
     sys.stderr.flush()
     start = time.time()
     code = _execute(argv)
-    if code != 0:
+    failure = f"OpenRLHF exited with status {code}" if code != 0 else staged_model_problem(staging_path)
+    if failure:
         shutil.rmtree(staging_path, ignore_errors=True)  # what OpenRLHF had begun to save is no model
         where = f"; a retry resumes from the checkpoints in {checkpoints}" if checkpoints else ""
-        raise RuntimeError(f"OpenRLHF exited with status {code}{where}")
-    problem = model_files_problem(staging_path) if staging_path.is_dir() else "no model directory"
-    if problem:
-        raise RuntimeError(f"OpenRLHF exited 0 but {staging_path} is not a complete model: {problem}")
+        raise RuntimeError(f"{failure}{where}")
     info = {"backend": "openrlhf", "openrlhf_version": OPENRLHF_VERSION,
             "command": command if isinstance(command, str) else argv,
             "resumed_from_checkpoint": resumed, "seconds": round(time.time() - start, 1), **(record or {})}
